@@ -1,0 +1,32 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Numeric kernels are compiled with -O even in debug builds: unoptimised Swift loops over buffers run
+// 30-400x slower (shared/reference/code-and-performance-anchors.md §2.4), which would make
+// `swift test` crawl. Test code itself stays debug so assertions keep their full checks.
+let optimisedEvenInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
+let package = Package(
+    name: "InstructVLA",
+    products: [
+        .library(name: "Autograd", targets: ["Autograd"]),
+        .library(name: "Models", targets: ["Models"]),
+        .executable(name: "bench", targets: ["bench"]),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev, libhdf5-dev, libzstd-dev; `make setup` installs them).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // Puts OpenBLAS on the right kernel before any Swift code runs (see openblas_runtime.c).
+        .target(name: "OpenBLASRuntime", dependencies: ["COpenBLAS"]),
+
+        .target(name: "Autograd", dependencies: ["COpenBLAS", "OpenBLASRuntime"], swiftSettings: optimisedEvenInDebug),
+        .target(name: "Models", dependencies: ["Autograd"], swiftSettings: optimisedEvenInDebug),
+
+        .executableTarget(name: "bench", dependencies: ["Autograd", "Models"], path: "Benchmarks/bench"),
+
+        .testTarget(name: "AutogradTests", dependencies: ["Autograd"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models"], resources: [.copy("Parity")]),
+    ]
+)

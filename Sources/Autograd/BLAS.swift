@@ -1,0 +1,22 @@
+import COpenBLAS
+import OpenBLASRuntime
+
+/// The OpenBLAS runtime this process runs on. Every executable, test and benchmark logs `summary`.
+public enum BLAS {
+    /// The kernel OpenBLAS selected, e.g. "SkylakeX" or "Haswell".
+    public static var core: String { String(cString: vla_openblas_core()) }
+
+    /// How the kernel was chosen (auto-detected, pinned by OPENBLAS_CORETYPE, or fixed by a re-exec
+    /// because auto-detection fell back to a generic kernel).
+    public static var coreSource: String { String(cString: vla_openblas_core_source()) }
+
+    /// Whether the kernel is a generic fallback (e.g. "Prescott"), 5-10x slower than this CPU allows.
+    public static var coreIsGeneric: Bool { vla_openblas_core_is_generic(vla_openblas_core()) != 0 }
+
+    public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+
+    /// One line for logs: "OpenBLAS core Haswell (OPENBLAS_CORETYPE set by the environment), 2 threads".
+    public static var summary: String { "OpenBLAS core \(core) (\(coreSource)), \(threads) threads" }
+}

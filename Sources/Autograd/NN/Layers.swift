@@ -1,0 +1,53 @@
+/// y = x·Wᵀ + b with weight [out, in], as PyTorch's `nn.Linear` (keys `weight`, `bias`).
+public final class Linear: Module {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RNG) {
+        weight = .linearWeight(out: outFeatures, in: inFeatures, rng: &rng)
+        let bound = 1 / Float(max(inFeatures, 1)).squareRoot()
+        self.bias = bias ? .randomUniform([outFeatures], low: -bound, high: bound, rng: &rng, requiresGrad: true) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+}
+
+/// A lookup table [vocab, dim] (key `weight`), initialised N(0, std²).
+public final class Embedding: Module {
+    public let weight: Tensor
+
+    public init(_ vocabSize: Int, _ dim: Int, std: Float = 0.02, rng: inout RNG) {
+        weight = .randomNormal([vocabSize, dim], std: std, rng: &rng, requiresGrad: true)
+    }
+
+    /// ids laid out as `shape` → [shape..., dim]
+    public func callAsFunction(_ ids: [Int32], shape: [Int]) -> Tensor { embedding(ids, shape: shape, weight: weight) }
+}
+
+/// RMSNorm with a learned scale initialised to 1 (key `weight`), as Llama/Qwen2.
+public final class RMSNorm: Module {
+    public let weight: Tensor
+    public let eps: Float
+
+    public init(_ dim: Int, eps: Float = 1e-6) {
+        weight = .ones([dim], requiresGrad: true)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { rmsNorm(x, weight: weight, eps: eps) }
+}
+
+/// LayerNorm with learned scale and shift (keys `weight`, `bias`).
+public final class LayerNorm: Module {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let eps: Float
+
+    public init(_ dim: Int, eps: Float = 1e-5) {
+        weight = .ones([dim], requiresGrad: true)
+        bias = .zeros([dim], requiresGrad: true)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { layerNorm(x, weight: weight, bias: bias, eps: eps) }
+}

@@ -1,0 +1,12 @@
+#include <hdf5.h>
+
+// H5T_NATIVE_* and H5F_ACC_* are macros that call H5open() and read library globals; Swift can't
+// import them, and Swift 6 rejects the globals themselves as not concurrency-safe. These accessors
+// are the Swift-visible spelling.
+static inline hid_t chdf5_native_float(void) { return H5T_NATIVE_FLOAT; }
+static inline hid_t chdf5_native_double(void) { return H5T_NATIVE_DOUBLE; }
+static inline hid_t chdf5_native_uint8(void) { return H5T_NATIVE_UINT8; }
+static inline hid_t chdf5_native_int32(void) { return H5T_NATIVE_INT32; }
+static inline hid_t chdf5_native_int64(void) { return H5T_NATIVE_INT64; }
+static inline unsigned chdf5_acc_rdonly(void) { return H5F_ACC_RDONLY; }
+static inline unsigned chdf5_acc_trunc(void) { return H5F_ACC_TRUNC; }
