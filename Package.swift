@@ -27,6 +27,6 @@ let package = Package(
         .executableTarget(name: "bench", dependencies: ["Autograd", "Models"], path: "Benchmarks/bench"),
 
         .testTarget(name: "AutogradTests", dependencies: ["Autograd"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models"], resources: [.copy("Parity")]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models"], exclude: ["Parity"]),
     ]
 )

@@ -1,0 +1,42 @@
+import Foundation
+import XCTest
+
+/// Runs a test-only Python reference script in the repository's venv (made by `make setup`).
+enum PythonReference {
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static var interpreter: URL? {
+        if let path = ProcessInfo.processInfo.environment["INSTRUCTVLA_PYTHON"] { return URL(fileURLWithPath: path) }
+        let venv = repoRoot.appendingPathComponent(".venv/bin/python")
+        return FileManager.default.isExecutableFile(atPath: venv.path) ? venv : nil
+    }
+
+    /// Runs `script` with JSON `input`, returning the JSON object it writes. Without the venv the
+    /// test is skipped locally, but fails under CI, where `make test` must have created it.
+    static func run(_ script: String, input: [String: Any]) throws -> [String: Any] {
+        guard let python = interpreter else {
+            let message = "no test venv at .venv (run `make setup`, or set INSTRUCTVLA_PYTHON)"
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail(message); throw CocoaError(.fileNoSuchFile) }
+            throw XCTSkip(message)
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-parity-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let inURL = dir.appendingPathComponent("in.json"), outURL = dir.appendingPathComponent("out.json")
+        try JSONSerialization.data(withJSONObject: input).write(to: inURL)
+
+        let process = Process()
+        process.executableURL = python
+        process.arguments = [repoRoot.appendingPathComponent(script).path, inURL.path, outURL.path]
+        let errPipe = Pipe()
+        process.standardError = errPipe
+        try process.run()
+        let stderr = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            XCTFail("\(script) exited with \(process.terminationStatus): \(stderr)")
+            throw CocoaError(.executableLoad)
+        }
+        return try JSONSerialization.jsonObject(with: Data(contentsOf: outURL)) as! [String: Any]
+    }
+}
