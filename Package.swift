@@ -1,10 +1,18 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 // Numeric kernels are compiled with -O even in debug builds: unoptimised Swift loops over buffers run
 // 30-400x slower (shared/reference/code-and-performance-anchors.md §2.4), which would make
 // `swift test` crawl. Test code itself stays debug so assertions keep their full checks.
-let optimisedEvenInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+//
+// Kernels are also compiled for the build machine's CPU (AVX2/AVX-512 lanes for the SIMD16 math);
+// set INSTRUCTVLA_TARGET_CPU (e.g. "haswell", "x86-64") when binaries must run on other machines.
+let targetCPU = ProcessInfo.processInfo.environment["INSTRUCTVLA_TARGET_CPU"] ?? "native"
+let optimisedEvenInDebug: [SwiftSetting] = [
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+    .unsafeFlags(["-target-cpu", targetCPU]),
+]
 
 let package = Package(
     name: "InstructVLA",

@@ -25,36 +25,6 @@ func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
     UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
 }
 
-@inline(__always) func storeVector(_ v: SIMD16<Float>, _ p: FloatPtr) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
-}
-
-/// Applies `f` to n floats, 16 at a time; the tail goes through the same SIMD function on a padded copy.
-@inline(__always)
-func mapVectors(_ n: Int, _ x: ConstFloatPtr, _ out: FloatPtr, _ f: (SIMD16<Float>) -> SIMD16<Float>) {
-    var i = 0
-    while i + 16 <= n { storeVector(f(loadVector(x + i)), out + i); i += 16 }
-    if i < n {
-        var tail = SIMD16<Float>(repeating: 0)
-        for j in 0..<(n - i) { tail[j] = x[i + j] }
-        let r = f(tail)
-        for j in 0..<(n - i) { out[i + j] = r[j] }
-    }
-}
-
-/// Two-input version of `mapVectors`.
-@inline(__always)
-func mapVectors(_ n: Int, _ x: ConstFloatPtr, _ y: ConstFloatPtr, _ out: FloatPtr,
-                _ f: (SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>) {
-    var i = 0
-    while i + 16 <= n { storeVector(f(loadVector(x + i), loadVector(y + i)), out + i); i += 16 }
-    if i < n {
-        var tx = SIMD16<Float>(repeating: 0), ty = SIMD16<Float>(repeating: 0)
-        for j in 0..<(n - i) { tx[j] = x[i + j]; ty[j] = y[i + j] }
-        let r = f(tx, ty)
-        for j in 0..<(n - i) { out[i + j] = r[j] }
-    }
-}
 
 /// dst += src
 @inline(__always) func addInPlace(_ dst: FloatPtr, _ src: ConstFloatPtr, _ n: Int) {
@@ -93,36 +63,43 @@ func mapVectors(_ n: Int, _ x: ConstFloatPtr, _ y: ConstFloatPtr, _ out: FloatPt
 @inline(__always) func maxElement(_ x: ConstFloatPtr, _ n: Int) -> Float {
     var acc = SIMD16<Float>(repeating: -.infinity)
     var i = 0
-    while i + 16 <= n { acc = pointwiseMax(acc, loadVector(x + i)); i += 16 }
+    while i + 16 <= n {
+        let v = loadVector(x + i)
+        acc.replace(with: v, where: v .> acc)
+        i += 16
+    }
     var m = acc.max()
-    while i < n { m = Swift.max(m, x[i]); i += 1 }
+    while i < n { m = x[i] > m ? x[i] : m; i += 1 }
     return m
 }
 
-/// e^x for 16 lanes: Cephes-style range reduction x = n·ln2 + r and a degree-6 polynomial for e^r;
-/// relative error about 2e-7 over the float range, exactly 0 below -87.3 (so e^-inf = 0 for masks).
-@inline(__always) func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
-    let clamped = x.clamped(lowerBound: SIMD16(repeating: -87.3), upperBound: SIMD16(repeating: 88.7))
-    let n = (clamped * 1.44269504088896341).rounded(.toNearestOrEven)
-    let r = clamped - n * 0.693359375 + n * 2.12194440e-4
-    var p = SIMD16<Float>(repeating: 1.9875691500e-4)
+// Transcendentals as scalar functions: in a plain loop over pointers LLVM vectorises them to the
+// full vector width (measured 12x faster than the same math written on SIMD16 values, whose
+// clamps and selects Swift lowers lane by lane).
+
+/// e^x: Cephes-style range reduction x = n·ln2 + r and a degree-6 polynomial for e^r; relative
+/// error about 2e-7, exactly 0 below -87.3 (so e^-inf = 0 for masked scores), saturating at e^88.3.
+@inline(__always) func fastExp(_ x: Float) -> Float {
+    let c = x < -87.3 ? -87.3 : (x > 88.3 ? 88.3 : x)  // keeps 2ⁿ a normal float
+    // Adding 1.5·2²³ rounds to the nearest integer and leaves it in the low mantissa bits.
+    let magic: Float = 12_582_912
+    let shifted = c * 1.44269504088896341 + magic
+    let n = shifted - magic
+    let r = c - n * 0.693359375 + n * 2.12194440e-4
+    var p: Float = 1.9875691500e-4
     p = p * r + 1.3981999507e-3
     p = p * r + 8.3334519073e-3
     p = p * r + 4.1665795894e-2
     p = p * r + 1.6666665459e-1
     p = p * r + 5.0000001201e-1
     p = p * r * r + r + 1
-    let bits = (SIMD16<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
-    let scale = unsafeBitCast(bits, to: SIMD16<Float>.self)
-    return (p * scale).replacing(with: 0, where: x .< -87.3)
+    let exponent = (Int32(bitPattern: shifted.bitPattern) &- Int32(bitPattern: magic.bitPattern) &+ 127) &<< 23
+    let y = p * Float(bitPattern: UInt32(bitPattern: exponent))
+    return x < -87.3 ? 0 : y
 }
 
 /// 1 / (1 + e^-x)
-@inline(__always) func sigmoid(_ x: SIMD16<Float>) -> SIMD16<Float> {
-    1 / (1 + exp(-x))
-}
+@inline(__always) func fastSigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
-/// tanh(x) = 1 - 2 / (e^{2x} + 1), exact at the saturated ends.
-@inline(__always) func tanh(_ x: SIMD16<Float>) -> SIMD16<Float> {
-    1 - 2 / (exp(2 * x) + 1)
-}
+/// tanh(x) = 1 − 2 / (e^{2x} + 1), exact at the saturated ends.
+@inline(__always) func fastTanh(_ x: Float) -> Float { 1 - 2 / (fastExp(2 * x) + 1) }

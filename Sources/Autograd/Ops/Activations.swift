@@ -1,82 +1,58 @@
 import Foundation
 
-// Pointwise activations: GELU (tanh approximation or exact erf), SiLU, ReLU. Each is a value and a
-// derivative over 16 lanes; `pointwise` turns the pair into a recorded op.
+// Pointwise activations: GELU (tanh approximation or exact erf), SiLU, ReLU. Each is a scalar value
+// and derivative, inlined into one loop per direction (which LLVM vectorises).
 
 protocol PointwiseRule {
-    static func value(_ x: SIMD16<Float>) -> SIMD16<Float>
+    static func value(_ x: Float) -> Float
     /// dy/dx at x
-    static func derivative(_ x: SIMD16<Float>) -> SIMD16<Float>
+    static func derivative(_ x: Float) -> Float
 }
 
 private func pointwise<R: PointwiseRule>(_: R.Type, _ x: Tensor) -> Tensor {
     let out = TensorStorage(uninitializedCount: x.count)
-    mapVectors(x.count, x.pointer, out.pointer, R.value)
+    let n = x.count, px = x.pointer, po = out.pointer
+    for i in 0..<n { po[i] = R.value(px[i]) }
     return .result(shape: x.shape, storage: out, inputs: [x]) { g in
-        let n = x.count, gx = x.gradPointer(), px = x.pointer, pg = g.pointer
-        var i = 0
-        while i + 16 <= n {
-            storeVector(loadVector(gx + i) + loadVector(pg + i) * R.derivative(loadVector(px + i)), gx + i)
-            i += 16
-        }
-        if i < n {
-            let d = TensorStorage(uninitializedCount: n - i)
-            mapVectors(n - i, px + i, d.pointer, R.derivative)
-            for j in 0..<(n - i) { gx[i + j] += pg[i + j] * d.pointer[j] }
-        }
+        let gx = x.gradPointer(), pg = g.pointer
+        for i in 0..<n { gx[i] += pg[i] * R.derivative(px[i]) }
     }
 }
 
 /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): PyTorch's `gelu(approximate="tanh")`, HF "gelu_pytorch_tanh".
 enum GELUTanhRule: PointwiseRule {
     static let k: Float = 0.7978845608028654  // √(2/π)
-    @inline(__always) static func value(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        let x3: SIMD16<Float> = x * x * x
-        let t: SIMD16<Float> = tanh(k * (x + 0.044715 * x3))
-        return 0.5 * x * (1 + t)
+    @inline(__always) static func value(_ x: Float) -> Float {
+        0.5 * x * (1 + fastTanh(k * (x + 0.044715 * x * x * x)))
     }
-    @inline(__always) static func derivative(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        let x2: SIMD16<Float> = x * x
-        let t: SIMD16<Float> = tanh(k * (x + 0.044715 * x2 * x))
-        let du: SIMD16<Float> = k * (1 + 0.134145 * x2)  // d/dx of √(2/π)(x + 0.044715x³)
-        let sech2: SIMD16<Float> = 1 - t * t
-        return 0.5 * (1 + t) + 0.5 * x * sech2 * du
+    @inline(__always) static func derivative(_ x: Float) -> Float {
+        let t = fastTanh(k * (x + 0.044715 * x * x * x))
+        let du = k * (1 + 0.134145 * x * x)  // d/dx of √(2/π)(x + 0.044715x³)
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
     }
 }
 
 /// x·Φ(x) with the exact normal CDF: PyTorch's default `gelu`.
 enum GELUErfRule: PointwiseRule {
-    @inline(__always) static func value(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        var y = x
-        for i in 0..<16 { y[i] = 0.5 * x[i] * (1 + Foundation.erf(x[i] * 0.7071067811865476)) }
-        return y
-    }
-    @inline(__always) static func derivative(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    @inline(__always) static func value(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.erf(x * 0.7071067811865476)) }
+    @inline(__always) static func derivative(_ x: Float) -> Float {
         // Φ(x) + x·φ(x)
-        var d = x
-        for i in 0..<16 {
-            let cdf = 0.5 * (1 + Foundation.erf(x[i] * 0.7071067811865476))
-            d[i] = cdf + x[i] * Foundation.exp(-0.5 * x[i] * x[i]) * 0.3989422804014327
-        }
-        return d
+        0.5 * (1 + Foundation.erf(x * 0.7071067811865476)) + x * fastExp(-0.5 * x * x) * 0.3989422804014327
     }
 }
 
 /// x·σ(x), a.k.a. swish.
 enum SiLURule: PointwiseRule {
-    @inline(__always) static func value(_ x: SIMD16<Float>) -> SIMD16<Float> { x * sigmoid(x) }
-    @inline(__always) static func derivative(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        let s: SIMD16<Float> = sigmoid(x)
-        let oneMinus: SIMD16<Float> = 1 - s
-        return s * (1 + x * oneMinus)
+    @inline(__always) static func value(_ x: Float) -> Float { x * fastSigmoid(x) }
+    @inline(__always) static func derivative(_ x: Float) -> Float {
+        let s = fastSigmoid(x)
+        return s * (1 + x * (1 - s))
     }
 }
 
 enum ReLURule: PointwiseRule {
-    @inline(__always) static func value(_ x: SIMD16<Float>) -> SIMD16<Float> { pointwiseMax(x, SIMD16(repeating: 0)) }
-    @inline(__always) static func derivative(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        SIMD16(repeating: 0).replacing(with: 1, where: x .> 0)
-    }
+    @inline(__always) static func value(_ x: Float) -> Float { x > 0 ? x : 0 }
+    @inline(__always) static func derivative(_ x: Float) -> Float { x > 0 ? 1 : 0 }
 }
 
 public enum GELUApproximation: Sendable { case none, tanh }

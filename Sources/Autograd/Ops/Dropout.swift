@@ -9,7 +9,8 @@ public func dropout(_ x: Tensor, p: Float, rng: inout RNG) -> Tensor {
     let mask = TensorStorage(uninitializedCount: x.count)
     for i in 0..<x.count { mask.pointer[i] = rng.uniform() < p ? 0 : keep }
     let out = TensorStorage(uninitializedCount: x.count)
-    mapVectors(x.count, x.pointer, mask.pointer, out.pointer) { $0 * $1 }
+    let px = x.pointer, pm = mask.pointer, po = out.pointer
+    for i in 0..<x.count { po[i] = px[i] * pm[i] }
     return .result(shape: x.shape, storage: out, inputs: [x]) { g in
         let gx = x.gradPointer()
         for i in 0..<x.count { gx[i] += g.pointer[i] * mask.pointer[i] }

@@ -93,7 +93,8 @@ public func addScalar(_ x: Tensor, _ s: Float) -> Tensor {
 /// e^x elementwise.
 public func exp(_ x: Tensor) -> Tensor {
     let out = TensorStorage(uninitializedCount: x.count)
-    mapVectors(x.count, x.pointer, out.pointer) { exp($0) }
+    let px = x.pointer, po = out.pointer
+    for i in 0..<x.count { po[i] = fastExp(px[i]) }
     return .result(shape: x.shape, storage: out, inputs: [x]) { g in
         let gx = x.gradPointer(), pg = g.pointer, py = out.pointer
         for i in 0..<x.count { gx[i] += pg[i] * py[i] }

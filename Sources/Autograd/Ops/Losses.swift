@@ -29,12 +29,7 @@ public func crossEntropy(logits: Tensor, targets: [Int32], ignoreIndex: Int32 = 
         let gl = logits.gradPointer()
         for r in 0..<rows where targets[r] != ignoreIndex {
             let x = logits.pointer + r * v, d = gl + r * v, m = lse[r]
-            var i = 0
-            while i + 16 <= v {
-                storeVector(loadVector(d + i) + scale * exp(loadVector(x + i) - m), d + i)
-                i += 16
-            }
-            while i < v { d[i] += scale * Foundation.exp(x[i] - m); i += 1 }
+            for i in 0..<v { d[i] += scale * fastExp(x[i] - m) }
             d[Int(targets[r])] -= scale
         }
     }
@@ -45,7 +40,8 @@ public func mseLoss(_ prediction: Tensor, _ target: Tensor) -> Tensor {
     precondition(prediction.shape == target.shape, "mseLoss: prediction \(prediction.shape) vs target \(target.shape)")
     let n = prediction.count
     let diff = TensorStorage(uninitializedCount: n)
-    mapVectors(n, prediction.pointer, target.pointer, diff.pointer) { $0 - $1 }
+    let pp = prediction.pointer, pt = target.pointer, pd = diff.pointer
+    for i in 0..<n { pd[i] = pp[i] - pt[i] }
     let loss = n == 0 ? 0 : dot(diff.pointer, diff.pointer, n) / Float(n)
     return .result(shape: [], storage: Tensor(scalar: loss).storage, inputs: [prediction, target]) { g in
         let scale = 2 * g.item() / Float(max(n, 1))

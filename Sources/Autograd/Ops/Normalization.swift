@@ -16,10 +16,10 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
         let s = 1 / (dot(hr, hr, c) / Float(c) + eps).squareRoot()
         rstd[r] = s
         scaleInPlace(hr, s, c)
-        switch (weight, bias) {
-        case let (w?, b?): for i in 0..<c { yr[i] = hr[i] * w.pointer[i] + b.pointer[i] }
-        case let (w?, nil): for i in 0..<c { yr[i] = hr[i] * w.pointer[i] }
-        case let (nil, b?): for i in 0..<c { yr[i] = hr[i] + b.pointer[i] }
+        switch (weight?.pointer, bias?.pointer) {
+        case let (w?, b?): for i in 0..<c { yr[i] = hr[i] * w[i] + b[i] }
+        case let (w?, nil): for i in 0..<c { yr[i] = hr[i] * w[i] }
+        case let (nil, b?): for i in 0..<c { yr[i] = hr[i] + b[i] }
         case (nil, nil): yr.update(from: hr, count: c)
         }
     }
@@ -36,11 +36,12 @@ public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float = 1e-6) -> Tensor {
     let out = TensorStorage(uninitializedCount: x.count)
     let xhat = TensorStorage(uninitializedCount: x.count)
     var rstd = [Float](repeating: 0, count: rows)
+    let w = weight.pointer
     for r in 0..<rows {
         let xr = x.pointer + r * c, hr = xhat.pointer + r * c, yr = out.pointer + r * c
         let s = 1 / (dot(xr, xr, c) / Float(c) + eps).squareRoot()
         rstd[r] = s
-        for i in 0..<c { hr[i] = xr[i] * s; yr[i] = hr[i] * weight.pointer[i] }
+        for i in 0..<c { hr[i] = xr[i] * s; yr[i] = hr[i] * w[i] }
     }
     return .result(shape: x.shape, storage: out, inputs: [x, weight]) { g in
         normBackward(g: g, x: x, xhat: xhat.pointer, rstd: rstd, weight: weight, bias: nil, subtractMean: false)
@@ -58,13 +59,14 @@ private func normBackward(g: Tensor, x: Tensor, xhat: ConstFloatPtr, rstd: [Floa
     let gb = bias?.requiresGrad == true ? bias!.gradPointer() : nil
     let gx = x.requiresGrad ? x.gradPointer() : nil
     let ghat = TensorStorage(uninitializedCount: c)
+    let w = weight?.pointer
     for r in 0..<rows {
         let gr = g.pointer + r * c, hr = xhat + r * c
         if let gw { for i in 0..<c { gw[i] += gr[i] * hr[i] } }
         if let gb { addInPlace(gb, gr, c) }
         guard let gx else { continue }
         let gh = ghat.pointer
-        if let weight { for i in 0..<c { gh[i] = gr[i] * weight.pointer[i] } } else { gh.update(from: gr, count: c) }
+        if let w { for i in 0..<c { gh[i] = gr[i] * w[i] } } else { gh.update(from: gr, count: c) }
         let meanG = subtractMean ? sum(gh, c) / Float(c) : 0
         let meanGX = dot(gh, hr, c) / Float(c)
         let s = rstd[r], d = gx + r * c

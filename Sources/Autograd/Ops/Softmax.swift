@@ -6,7 +6,7 @@ import Foundation
 @inline(__always) func softmaxRow(_ x: ConstFloatPtr, _ y: FloatPtr, _ n: Int) {
     let m = maxElement(x, n)
     if m == -.infinity { y.update(repeating: 0, count: n); return }
-    mapVectors(n, x, y) { exp($0 - m) }
+    for i in 0..<n { y[i] = fastExp(x[i] - m) }
     scaleInPlace(y, 1 / sum(y, n), n)
 }
 
@@ -40,9 +40,14 @@ public func softmax(_ x: Tensor, axis: Int = -1) -> Tensor {
     if m == -.infinity { return m }
     var acc = SIMD16<Float>(repeating: 0)
     var i = 0
-    while i + 16 <= n { acc += exp(loadVector(x + i) - m); i += 16 }
+    while i + 16 <= n {
+        var e = SIMD16<Float>()
+        for j in 0..<16 { e[j] = fastExp(x[i + j] - m) }
+        acc += e
+        i += 16
+    }
     var s = acc.sum()
-    while i < n { s += Foundation.exp(x[i] - m); i += 1 }
+    while i < n { s += fastExp(x[i] - m); i += 1 }
     return m + Foundation.log(s)
 }
 
@@ -58,12 +63,10 @@ public func logSoftmax(_ x: Tensor, axis: Int = -1) -> Tensor {
         return .result(shape: x.shape, storage: out, inputs: [x]) { g in
             // dx = g − e^y · Σg
             let gx = x.gradPointer()
-            let p = TensorStorage(uninitializedCount: n)
             for r in 0..<rows {
                 let y = out.pointer + r * n, gr = g.pointer + r * n, d = gx + r * n
                 let s = sum(gr, n)
-                mapVectors(n, y, p.pointer) { exp($0) }
-                for i in 0..<n { d[i] += gr[i] - p.pointer[i] * s }
+                for i in 0..<n { d[i] += gr[i] - fastExp(y[i]) * s }
             }
         }
     }
