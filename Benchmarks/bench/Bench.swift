@@ -77,6 +77,39 @@ results.append(Result(name: "block_fwd_bwd_d256_s64_b32", unit: "GFLOP/s", value
                       detail: String(format: "%.2f ms/step, forward (no grad) %.2f ms; %.0f tokens/s", stepSeconds * 1e3,
                                      forwardSeconds * 1e3, Double(batch * seq) / stepSeconds)))
 
+// 3. Where the block's step time goes: each part fwd+bwd on its own, at the block's shapes.
+@MainActor func part(_ key: String, _ label: String, _ body: () -> [Tensor]) -> (key: String, label: String, seconds: Double) {
+    let seconds = timeMedian(minSeconds: minSeconds / 2) {
+        for y in body() { y.backward(Tensor.ones(y.shape)) }
+    }
+    return (key, label, seconds)
+}
+let hidden = Tensor.randomNormal([batch, seq, config.hiddenSize], rng: &rng, requiresGrad: true)
+let wide = Tensor.randomNormal([batch, seq, config.intermediateSize], rng: &rng, requiresGrad: true)
+let attn = block.selfAttn, mlp = block.mlp
+let qh = Tensor.randomNormal([batch, seq, config.numHeads, config.headDim], rng: &rng, requiresGrad: true)
+let kh = Tensor.randomNormal([batch, seq, config.numKeyValueHeads, config.headDim], rng: &rng, requiresGrad: true)
+let parts = [
+    part("linears", "7 linear layers (sgemm)") {
+        [attn.qProj(hidden), attn.kProj(hidden), attn.vProj(hidden), attn.oProj(hidden), mlp.gateProj(hidden), mlp.upProj(hidden), mlp.downProj(wide)]
+    },
+    part("attention", "attention core (QKᵀ, mask, softmax, PV)") { [scaledDotProductAttention(query: qh, key: kh, value: kh, mask: .causal)] },
+    part("rmsnorm", "2 rmsnorm") { [rmsNorm(hidden, weight: block.inputLayernorm.weight), rmsNorm(hidden, weight: block.postAttentionLayernorm.weight)] },
+    part("rope", "2 rope") { [rope(qh, positions: positions), rope(kh, positions: positions)] },
+    part("swiglu", "silu · up") { [silu(wide) * wide] },
+    part("residual", "2 residual adds") { [hidden + hidden, hidden + hidden] },
+]
+// Each probe also pays for its all-ones upstream gradients; the remainder is what the parts miss.
+let partsTotal = parts.map(\.seconds).reduce(0, +)
+print(String(format: "block step %.2f ms, by part (each fwd+bwd alone):", stepSeconds * 1e3))
+for (key, label, seconds) in parts {
+    print(String(format: "  %-42@ %7.2f ms  %5.1f%%", label as NSString, seconds * 1e3, seconds / stepSeconds * 100))
+    results.append(Result(name: "block_part_\(key)", unit: "ms",
+                          value: seconds * 1e3, fraction_of_peak: nil, detail: String(format: "%.1f%% of the block step", seconds / stepSeconds * 100)))
+}
+print(String(format: "  %-42@ %7.2f ms  %5.1f%%", "rest (tape, reshapes, allocation)" as NSString,
+             (stepSeconds - partsTotal) * 1e3, (stepSeconds - partsTotal) / stepSeconds * 100))
+
 // Report.
 print(String(format: "sgemm peak this run: %.1f GFLOP/s", peak))
 for r in results {

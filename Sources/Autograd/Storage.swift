@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A 64-byte aligned Float32 buffer owned by one or more tensors (views such as `reshaped` share it).
 ///
 /// Kernels borrow `pointer` once and loop over it; indexing through a class property inside a hot
@@ -9,8 +11,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// Uninitialised storage: the caller must write every element before reading.
     public init(uninitializedCount count: Int) {
         precondition(count >= 0, "TensorStorage: negative element count \(count)")
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer = BufferPool.shared.allocate(floats: count)
         self.count = count
     }
 
@@ -24,7 +25,59 @@ public final class TensorStorage: @unchecked Sendable {
         if let base = values.baseAddress { pointer.update(from: base, count: values.count) }
     }
 
-    deinit { pointer.deallocate() }
+    deinit { BufferPool.shared.release(pointer, floats: count) }
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
+}
+
+/// Keeps freed large buffers for reuse. A training step allocates the same activation and gradient
+/// shapes every iteration; handing them back from a free list avoids the page faults (and kernel
+/// zeroing) that fresh multi-megabyte allocations cost on every step.
+final class BufferPool: Sendable {
+    static let shared = BufferPool()
+
+    /// Buffers below this size come straight from malloc, which is fast for them.
+    static let minimumPooledBytes = 64 << 10
+    /// Upper bound on idle pooled memory; beyond it freed buffers go back to the system.
+    static let maximumIdleBytes = 2 << 30
+
+    private struct State: ~Copyable {
+        /// byte size → addresses of idle buffers (as integers: raw pointers are not Sendable)
+        var free: [Int: [UInt]] = [:]
+        var idleBytes = 0
+    }
+    private let state = Mutex(State())
+
+    private static func byteSize(floats: Int) -> Int {
+        let bytes = max(floats, 1) * MemoryLayout<Float>.stride
+        return bytes < minimumPooledBytes ? bytes : (bytes + 4095) & ~4095
+    }
+
+    func allocate(floats: Int) -> UnsafeMutablePointer<Float> {
+        let bytes = Self.byteSize(floats: floats)
+        if bytes >= Self.minimumPooledBytes {
+            let reused: UInt? = state.withLock { s in
+                guard let address = s.free[bytes]?.popLast() else { return nil }
+                s.idleBytes -= bytes
+                return address
+            }
+            if let reused, let p = UnsafeMutablePointer<Float>(bitPattern: reused) { return p }
+        }
+        return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: Float.self, capacity: bytes / 4)
+    }
+
+    func release(_ pointer: UnsafeMutablePointer<Float>, floats: Int) {
+        let bytes = Self.byteSize(floats: floats)
+        if bytes >= Self.minimumPooledBytes {
+            let address = UInt(bitPattern: pointer)
+            let kept = state.withLock { s in
+                guard s.idleBytes + bytes <= Self.maximumIdleBytes else { return false }
+                s.free[bytes, default: []].append(address)
+                s.idleBytes += bytes
+                return true
+            }
+            if kept { return }
+        }
+        UnsafeMutableRawPointer(pointer).deallocate()
+    }
 }

@@ -38,7 +38,7 @@ extension Tensor {
     public func accumulateGrad(_ gradient: Tensor) {
         precondition(gradient.shape == shape, "accumulateGrad: gradient \(gradient.shape) for tensor \(shape)")
         guard requiresGrad else { return }
-        addInPlace(gradPointer(), gradient.pointer, count)
+        if let g = grad { addInPlace(g.pointer, gradient.pointer, count) } else { grad = gradient.detached() }
     }
 
     /// Like `accumulateGrad`, for a gradient buffer that a backward rule has just made and holds no

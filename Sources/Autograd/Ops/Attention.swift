@@ -99,9 +99,10 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
     let out = TensorStorage(uninitializedCount: bsz * t * hq * dv)
     let offset = s - t  // causal: query i sees keys ≤ i + offset
 
-    for b in 0..<bsz {
-        for h in 0..<hq {
-            let hk = h / group
+    // One task per (batch, key/value head): its query heads write disjoint rows of probs and out.
+    parallelFor(bsz * hkv) { task in
+        let (b, hk) = (task / hkv, task % hkv)
+        for h in (hk * group)..<((hk + 1) * group) {
             let p = probs.pointer + (b * hq + h) * t * s
             let qbh = q.pointer + b * t * ldq + h * d, kbh = k.pointer + b * s * ldk + hk * d
             sgemm(transB: true, m: t, n: s, k: d, alpha: alpha, a: qbh, lda: ldq, b: kbh, ldb: ldk, c: p, ldc: s)
@@ -124,10 +125,12 @@ public func scaledDotProductAttention(query q: Tensor, key k: Tensor, value v: T
         let gq = q.requiresGrad ? q.gradPointer() : nil
         let gk = k.requiresGrad ? k.gradPointer() : nil
         let gv = v.requiresGrad ? v.gradPointer() : nil
-        let dp = TensorStorage(uninitializedCount: t * s)
-        for b in 0..<bsz {
-            for h in 0..<hq {
-                let hk = h / group
+        // Tasks per (batch, key/value head) again: the query heads of one group accumulate into the
+        // same dK/dV slice, so a group never spans two tasks.
+        parallelFor(bsz * hkv) { task in
+            let (b, hk) = (task / hkv, task % hkv)
+            let dp = TensorStorage(uninitializedCount: t * s)
+            for h in (hk * group)..<((hk + 1) * group) {
                 let p = probs.pointer + (b * hq + h) * t * s
                 let go = g.pointer + b * t * ldo + h * dv
                 let qbh = q.pointer + b * t * ldq + h * d, kbh = k.pointer + b * s * ldk + hk * d
