@@ -19,6 +19,7 @@ let package = Package(
     products: [
         .library(name: "Autograd", targets: ["Autograd"]),
         .library(name: "Models", targets: ["Models"]),
+        .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .executable(name: "bench", targets: ["bench"]),
     ],
     targets: [
@@ -31,10 +32,14 @@ let package = Package(
 
         .target(name: "Autograd", dependencies: ["COpenBLAS", "OpenBLASRuntime"], swiftSettings: optimisedEvenInDebug),
         .target(name: "Models", dependencies: ["Autograd"], swiftSettings: optimisedEvenInDebug),
+        .target(name: "Checkpoint", dependencies: ["Autograd"], swiftSettings: optimisedEvenInDebug),
 
         .executableTarget(name: "bench", dependencies: ["Autograd", "Models"], path: "Benchmarks/bench"),
 
-        .testTarget(name: "AutogradTests", dependencies: ["Autograd"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models"], exclude: ["Parity"]),
+        // Shared test helpers: Python reference runner, gradient checks, child processes.
+        .target(name: "TestSupport", dependencies: ["Autograd"], path: "Tests/TestSupport"),
+        .testTarget(name: "AutogradTests", dependencies: ["Autograd", "TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], exclude: ["Parity"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Models", "TestSupport"], exclude: ["Interop"]),
     ]
 )

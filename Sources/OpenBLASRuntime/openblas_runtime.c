@@ -45,7 +45,8 @@ __attribute__((constructor)) static void vla_openblas_select_core(int argc, char
         unsetenv(reexec_marker);  // children inherit the pinned core, not the claim of a re-exec
         return;
     }
-    if (getenv("OPENBLAS_CORETYPE")) {
+    const char *pinned = getenv("OPENBLAS_CORETYPE");
+    if (pinned && *pinned) {  // an empty value means "unset", as OpenBLAS itself reads it
         snprintf(core_source, sizeof core_source, "OPENBLAS_CORETYPE set by the environment");
         return;
     }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Autograd
 
@@ -22,20 +23,9 @@ final class BLASTests: XCTestCase {
         }
         let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
         guard cpuinfo.contains(" avx2") else { throw XCTSkip("CPU has no AVX2: nothing faster to switch to") }
-        var env = ProcessInfo.processInfo.environment
-        env["OPENBLAS_CORETYPE"] = nil
-        env["INSTRUCTVLA_OPENBLAS_ASSUME_GENERIC"] = "1"
-        env["INSTRUCTVLA_PRINT_BLAS"] = "1"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["AutogradTests.BLASTests/testStartupCheckReexecutesOnAGenericKernel"]
-        process.environment = env
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (_, output) = try runTestInChildProcess("AutogradTests.BLASTests/testStartupCheckReexecutesOnAGenericKernel", environment: [
+            "OPENBLAS_CORETYPE": "", "INSTRUCTVLA_OPENBLAS_ASSUME_GENERIC": "1", "INSTRUCTVLA_PRINT_BLAS": "1",
+        ])
         let line = output.split(separator: "\n").first { $0.hasPrefix("BLAS-SUMMARY:") } ?? "no summary in: \(output.suffix(500))"
         let expected = cpuinfo.contains(" avx512f") ? "SkylakeX" : "Haswell"
         XCTAssertTrue(line.contains("re-executed with OPENBLAS_CORETYPE=\(expected)"), String(line))

@@ -1,4 +1,5 @@
 import Autograd
+import TestSupport
 import XCTest
 @testable import Models
 

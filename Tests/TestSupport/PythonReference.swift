@@ -2,10 +2,10 @@ import Foundation
 import XCTest
 
 /// Runs a test-only Python reference script in the repository's venv (made by `make setup`).
-enum PythonReference {
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+public enum PythonReference {
+    public static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    static var interpreter: URL? {
+    public static var interpreter: URL? {
         if let path = ProcessInfo.processInfo.environment["INSTRUCTVLA_PYTHON"] { return URL(fileURLWithPath: path) }
         let venv = repoRoot.appendingPathComponent(".venv/bin/python")
         return FileManager.default.isExecutableFile(atPath: venv.path) ? venv : nil
@@ -13,7 +13,7 @@ enum PythonReference {
 
     /// Runs `script` with JSON `input`, returning the JSON object it writes. Without the venv the
     /// test is skipped locally, but fails under CI, where `make test` must have created it.
-    static func run(_ script: String, input: [String: Any]) throws -> [String: Any] {
+    public static func run(_ script: String, input: [String: Any]) throws -> [String: Any] {
         guard let python = interpreter else {
             let message = "no test venv at .venv (run `make setup`, or set INSTRUCTVLA_PYTHON)"
             if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail(message); throw CocoaError(.fileNoSuchFile) }

@@ -1,4 +1,0 @@
-import Autograd
-
-/// Logs the BLAS kernel once per test process, so every test log says what it ran on.
-let logBLASOnce: Void = { print("[ModelsTests] \(BLAS.summary)") }()
