@@ -5,6 +5,7 @@
 See README.md for the layout written and measured timings.
 """
 import argparse
+import atexit
 import json
 import math
 import multiprocessing as mp
@@ -129,6 +130,9 @@ class TaskRunner:
         env = self.env
         env.seed(seed)
         obs, _ = env.reset()
+        # Some resets move sites/bodies in the model after the last mj_forward; without this the first frame
+        # would show stale positions from the previous episode (rendering would depend on history).
+        self.mujoco.mj_forward(env.model, env.data)
         layout = {"rand_vec": env._last_rand_vec.tolist(), "hand_pos": obs[0:3].tolist(),
                   "obj_pos": obs[4:7].tolist(), "obj_quat": obs[7:11].tolist(),
                   "obj2_pos": obs[11:14].tolist(), "goal_pos": obs[36:39].tolist()}
@@ -159,12 +163,20 @@ class TaskRunner:
 _runner = None
 
 
+def _close_runner():  # else Renderer.__del__ prints EGL errors at interpreter teardown
+    if _runner is not None:
+        _runner.close()
+
+
 def run_chunk(task, attempts, cfg):
     global _runner
     if _runner is None or _runner.key != (task, cfg["image_size"], cfg["camera"]):
-        if _runner is not None:
+        first = _runner is None
+        if not first:
             _runner.close()
         _runner = TaskRunner(task, cfg["image_size"], cfg["camera"])
+        if first:  # after the renderer exists, so that this runs before mujoco's own atexit eglTerminate
+            atexit.register(_close_runner)
         _runner.key = (task, cfg["image_size"], cfg["camera"])
     out = []
     for a in attempts:

@@ -32,6 +32,17 @@ public let logBLASOnce: Void = { print("[tests] \(BLAS.summary)") }()
 
 /// Runs this test binary again on one test method with extra environment, returning its exit
 /// status and output: for tests that need a separate process (a crash, a resume after exit).
+public func startTestInChildProcess(_ test: String, environment: [String: String]) throws -> Process {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    process.arguments = [test]
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    return process
+}
+
 public func runTestInChildProcess(_ test: String, environment: [String: String], timeout: TimeInterval = 120) throws
     -> (status: Int32, output: String) {
     let process = Process()
