@@ -6,16 +6,23 @@ SHELL := /bin/bash
 SWIFT ?= swift
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_PACKAGES := libopenblas-dev libhdf5-dev libzstd-dev pkg-config
+APT_PACKAGES := libopenblas-dev libhdf5-dev libzstd-dev zlib1g-dev pkg-config
 RECIPE ?= tiny
+STAGE ?= lm
+OVERRIDES ?=
+RUN_DIR := Checkpoints/$(RECIPE)/$(STAGE)
+TRAIN_FLAGS := $(foreach o,$(OVERRIDES),--set $(o)) $(if $(RESUME),--resume) $(if $(OVERWRITE),--overwrite)
 
-.PHONY: help setup system-packages venv build test bench demo clean
+.PHONY: help setup system-packages venv build test bench demo train plot clean
 
 help:
 	@echo "make setup   system packages ($(APT_PACKAGES)) + the Python venv under $(VENV)"
 	@echo "make test    build and run the whole test suite"
 	@echo "make bench   kernel and step benchmarks -> Benchmarks/results/latest.json"
 	@echo "make demo    the whole pipeline on the embedded tiny recipe"
+	@echo "make train RECIPE=tiny STAGE=lm [OVERRIDES=\"train.steps=200\"] [RESUME=1|OVERWRITE=1]"
+	@echo "             train Recipes/\$$RECIPE/\$$STAGE.yaml into Checkpoints/\$$RECIPE/\$$STAGE (resumes by default)"
+	@echo "make plot RECIPE=tiny STAGE=lm   loss and metric curves of that run as a PNG"
 
 setup: system-packages venv
 
@@ -49,6 +56,14 @@ demo:
 	@echo "make demo: the tiny-recipe pipeline (data -> vlm -> stage1 -> stage2 -> eval) arrives with"
 	@echo "issues 4-10; today the foundation is in place: run 'make test' or 'make bench'."
 	@exit 2
+
+train: system-packages
+	$(SWIFT) build -c release --product vla
+	.build/release/vla train Recipes/$(RECIPE)/$(STAGE).yaml --run-dir $(RUN_DIR) $(TRAIN_FLAGS)
+
+plot:
+	$(SWIFT) build -c release --product vla
+	.build/release/vla plot $(RUN_DIR)
 
 clean:
 	rm -rf .build

@@ -21,12 +21,18 @@ let package = Package(
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .executable(name: "bench", targets: ["bench"]),
+        .executable(name: "vla", targets: ["vla"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // System libraries (Debian: libopenblas-dev, libhdf5-dev, libzstd-dev; `make setup` installs them).
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Puts OpenBLAS on the right kernel before any Swift code runs (see openblas_runtime.c).
         .target(name: "OpenBLASRuntime", dependencies: ["COpenBLAS"]),
 
@@ -34,6 +40,9 @@ let package = Package(
         .target(name: "Models", dependencies: ["Autograd"], swiftSettings: optimisedEvenInDebug),
         .target(name: "Checkpoint", dependencies: ["Autograd"], swiftSettings: optimisedEvenInDebug),
 
+        .target(name: "Training", dependencies: ["Autograd", "Checkpoint", "Models", "CZlib", .product(name: "Yams", package: "Yams")],
+                swiftSettings: optimisedEvenInDebug),
+        .executableTarget(name: "vla", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "bench", dependencies: ["Autograd", "Models"], path: "Benchmarks/bench"),
 
         // Shared test helpers: Python reference runner, gradient checks, child processes.
@@ -41,5 +50,6 @@ let package = Package(
         .testTarget(name: "AutogradTests", dependencies: ["Autograd", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], exclude: ["Parity"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Models", "TestSupport"], exclude: ["Interop"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"], exclude: ["Interop"]),
     ]
 )

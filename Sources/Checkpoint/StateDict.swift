@@ -20,6 +20,7 @@ public struct LoadReport: Sendable, Equatable {
 /// A file that does not fit a model: the message names the keys and shapes.
 public struct StateDictError: Error, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 

@@ -1,0 +1,162 @@
+import Autograd
+import Checkpoint
+import Foundation
+
+/// How a training run ended.
+public enum TrainingOutcome: Equatable, Sendable {
+    case completed(step: Int)
+    /// Stopped by SIGINT/SIGTERM after saving a checkpoint at `step`.
+    case interrupted(signal: Int32, step: Int)
+    /// A non-finite loss or gradient at `step`; nothing was saved after the last good checkpoint.
+    case diverged(step: Int, reason: String)
+}
+
+/// The loop every stage runs: micro-batches with gradient accumulation, clipping, AdamW on the
+/// recipe's trainable parameters, the LR schedule, validation and evaluation hooks, checkpoints with
+/// retention, resume from the run folder, a NaN guard, and clean stops on Ctrl-C / SIGTERM.
+public final class Trainer {
+    public let train: TrainSection
+    public let task: TrainingTask
+    public let run: RunDirectory
+    let log: (String) -> Void
+    private var hooks: [(every: Int, name: String, body: (Int) throws -> [String: Double])] = []
+
+    public init(train: TrainSection, task: TrainingTask, run: RunDirectory, log: @escaping (String) -> Void = { print($0) }) {
+        (self.train, self.task, self.run, self.log) = (train, task, run, log)
+    }
+
+    /// Runs `body(step)` every `every` updates; its scalars are logged under "<name>/<key>".
+    public func addEvaluationHook(every: Int, name: String, _ body: @escaping (Int) throws -> [String: Double]) {
+        hooks.append((every, name, body))
+    }
+
+    public func run(header: [String] = []) throws -> TrainingOutcome {
+        let model = task.model
+        try applyTrainability(model, trainable: train.trainable, frozen: train.frozen)
+        let optimizer = AdamW(model.trainableParameters(), betas: (Float(train.beta1), Float(train.beta2)),
+                              eps: Float(train.eps), weightDecay: Float(train.weightDecay))
+        let schedule: any LearningRateSchedule = train.schedule == "constant"
+            ? ConstantSchedule(Float(train.learningRate))
+            : WarmupCosineSchedule(peak: Float(train.learningRate), warmupSteps: train.warmupSteps,
+                                   totalSteps: train.steps, minRatio: Float(train.minLrRatio))
+
+        var state = TrainerState()
+        var resumedFrom: String?
+        if let resume = try run.latestCheckpoint() {
+            for skipped in resume.skipped { log("warning: skipping unreadable checkpoint \(skipped)") }
+            try model.load(resume.checkpoint.model)
+            guard let optimizerFile = resume.checkpoint.optimizer else {
+                throw StateDictError(message: "\(resume.checkpoint.url.path): no optimizer state to resume from")
+            }
+            try optimizer.load(optimizerFile)
+            state = resume.checkpoint.state
+            try task.restore(from: state)
+            resumedFrom = resume.checkpoint.url.lastPathComponent
+        }
+        let metrics = try MetricsLog(url: run.url.appendingPathComponent("metrics.jsonl"), resumeStep: resumedFrom == nil ? nil : state.step)
+        let tensorboard = try TensorBoardWriter(directory: run.url)
+
+        for line in header { log(line) }
+        log("run: \(run.url.path) (\(resumedFrom.map { "resuming from \($0)" } ?? "new run"))")
+        log("effective batch: \(train.batchSize) × \(train.gradientAccumulation) accumulation = \(train.batchSize * train.gradientAccumulation) samples per update")
+        log("parameters (trainable / frozen):")
+        for g in parameterGroupSummary(model) {
+            log("  " + g.group.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%12d %12d", g.trainable, g.frozen))
+        }
+        guard !optimizer.slots.isEmpty else { throw RecipeError("train.trainable/frozen: no parameter is trainable") }
+
+        StopSignal.install()
+        let progress = ProgressLine(totalSteps: train.steps)
+        var window = (loss: 0.0, samples: 0, seconds: 0.0, dataSeconds: 0.0, steps: 0)
+        var lastSaved = resumedFrom == nil ? -1 : state.step
+
+        func save() throws {
+            task.save(into: &state)
+            let snapshot = state
+            try run.save(step: snapshot.step) { dir in
+                try model.save(to: dir.appendingPathComponent(RunDirectory.modelFile))
+                try optimizer.save(to: dir.appendingPathComponent(RunDirectory.optimizerFile))
+                try snapshot.write(to: dir.appendingPathComponent(RunDirectory.stateFile))
+            }
+            try run.applyRetention(keepLast: train.keepLast, keepEvery: train.keepEvery > 0 ? train.keepEvery : nil)
+            lastSaved = snapshot.step
+        }
+
+        while state.step < train.steps {
+            if let signal = StopSignal.pending {
+                progress.finish()
+                if lastSaved != state.step { try save() }
+                log("stopped by signal \(signal) after step \(state.step); checkpoint saved, run again to resume")
+                return .interrupted(signal: signal, step: state.step)
+            }
+            let started = Date()
+            optimizer.zeroGrad()
+            var stepLoss = 0.0, samples = 0, dataSeconds = 0.0
+            var extra: [String: Double] = [:]
+            for _ in 0..<train.gradientAccumulation {
+                let batch = try task.trainingLoss()
+                let value = Double(batch.loss.item())
+                guard value.isFinite else {
+                    progress.finish()
+                    return diverged(step: state.step + 1, reason: "loss is \(value)", lastSaved: lastSaved)
+                }
+                (train.gradientAccumulation == 1 ? batch.loss : batch.loss * (1 / Float(train.gradientAccumulation))).backward()
+                stepLoss += value / Double(train.gradientAccumulation)
+                samples += batch.samples
+                dataSeconds += batch.dataSeconds
+                for (k, v) in batch.metrics { extra[k, default: 0] += v / Double(train.gradientAccumulation) }
+            }
+            let parameters = optimizer.slots.map(\.parameter)
+            let gradNorm = Double(clipGradNorm(parameters, maxNorm: train.clipNorm > 0 ? Float(train.clipNorm) : .infinity))
+            guard gradNorm.isFinite else {
+                progress.finish()
+                return diverged(step: state.step + 1, reason: "gradient norm is \(gradNorm)", lastSaved: lastSaved)
+            }
+            let lr = Double(schedule.learningRate(at: state.step))
+            optimizer.update(learningRate: Float(lr))
+            state.step += 1
+            state.samplesSeen += samples
+            state.learningRate = lr
+
+            let seconds = Date().timeIntervalSince(started)
+            window.loss += stepLoss; window.samples += samples; window.seconds += seconds
+            window.dataSeconds += dataSeconds; window.steps += 1
+            if state.step % train.logEvery == 0 || state.step == train.steps {
+                let n = Double(window.steps)
+                var scalars = extra.merging(["loss": window.loss / n, "lr": lr, "grad_norm": gradNorm,
+                                             "samples_per_second": Double(window.samples) / window.seconds,
+                                             "data_share": window.dataSeconds / max(window.seconds, 1e-9)]) { $1 }
+                progress.show(progress.render(step: state.step, loss: window.loss / n, lr: lr,
+                                              samplesPerSecond: scalars["samples_per_second"]!, dataShare: scalars["data_share"]!,
+                                              secondsPerStep: window.seconds / n))
+                state.metrics = scalars
+                try metrics.append(step: state.step, scalars)
+                try tensorboard.scalars(scalars, step: state.step)
+                window = (0, 0, 0, 0, 0)
+                scalars = [:]
+            }
+            if train.evalEvery > 0 && state.step % train.evalEvery == 0, let validation = try withoutGrad({ try task.validationLoss(batches: train.evalBatches) }) {
+                progress.finish()
+                log(String(format: "step %d: validation loss %.4f", state.step, validation))
+                try metrics.append(step: state.step, ["val_loss": validation])
+                try tensorboard.scalars(["val_loss": validation], step: state.step)
+            }
+            for hook in hooks where state.step % hook.every == 0 {
+                let values = try hook.body(state.step)
+                let named = Dictionary(uniqueKeysWithValues: values.map { ("\(hook.name)/\($0.key)", $0.value) })
+                try metrics.append(step: state.step, named)
+                try tensorboard.scalars(named, step: state.step)
+            }
+            if state.step % train.saveEvery == 0 || state.step == train.steps { try save() }
+        }
+        progress.finish()
+        log("done: \(state.step) steps, checkpoint \(run.stepURL(state.step).lastPathComponent)")
+        return .completed(step: state.step)
+    }
+
+    private func diverged(step: Int, reason: String, lastSaved: Int) -> TrainingOutcome {
+        let kept = lastSaved >= 0 ? run.stepURL(lastSaved).lastPathComponent : "none"
+        log("error: \(reason) at step \(step); stopping without saving (last good checkpoint: \(kept))")
+        return .diverged(step: step, reason: reason)
+    }
+}
