@@ -102,9 +102,7 @@ class TaskRunner:
         bench = metaworld.MT1(task, seed=0)  # only for a valid Task (fully observable goal)
         self.env = bench.train_classes[task]()
         self.env.set_task(bench.train_tasks[0])
-        # Fresh layouts drawn from env.np_random instead of the 50 fixed ones.
-        self.env._freeze_rand_vec = False
-        self.env.seeded_rand_vec = True
+        self.env.seeded_rand_vec = True  # fresh layouts drawn from env.np_random instead of the 50 fixed ones
         self.policy = ENV_POLICY_MAP[task]()
         m = self.env.model
         # llvmpipe spends most of its time on MSAA and 4096^2 shadow maps: 75-130 ms -> ~7 ms a frame.
@@ -113,7 +111,6 @@ class TaskRunner:
         m.vis.global_.offheight = max(m.vis.global_.offheight, size)
         self.renderer = mujoco.Renderer(m, size, size)
         self.camera = camera
-        self.env.seed(0)
         self.env.reset()
         # Meta-World's corner cameras have their up axis pointing down (images come out upside down):
         # rotate by 180 degrees whenever the camera's up vector points below the horizon.
@@ -130,13 +127,14 @@ class TaskRunner:
 
     def run(self, seed, max_steps):
         env = self.env
+        # An unfrozen reset draws a layout in each of its two reset_model() calls, and some envs (window, door)
+        # then return a first observation that mixes both. So draw the layout, freeze it, and reset again:
+        # the episode starts exactly as an MT1 task (and an eval env given layout["rand_vec"]) would.
+        env._freeze_rand_vec = False
         env.seed(seed)
+        env.reset()
+        env._freeze_rand_vec = True
         obs, _ = env.reset()
-        # Some resets move sites/bodies in the model after the last mj_forward, so the first frame would show
-        # stale positions from the previous episode. Recompute poses only: mj_forward would also change the
-        # solver warm start and so the physics, and the demos would no longer replay in a plain env.
-        for fn in (self.mujoco.mj_kinematics, self.mujoco.mj_comPos, self.mujoco.mj_camlight):
-            fn(env.model, env.data)
         layout = {"rand_vec": env._last_rand_vec.tolist(), "hand_pos": obs[0:3].tolist(),
                   "obj_pos": obs[4:7].tolist(), "obj_quat": obs[7:11].tolist(),
                   "obj2_pos": obs[11:14].tolist(), "goal_pos": obs[36:39].tolist()}
@@ -144,7 +142,7 @@ class TaskRunner:
         success = False
         for _ in range(max_steps):
             frames.append(self.render())
-            states.append(obs)
+            states.append(obs.copy())  # some experts (door-open/close) edit the obs they are given in place
             action = np.clip(self.policy.get_action(obs), -1.0, 1.0).astype(np.float32)
             obs, reward, _, _, info = env.step(action)
             actions.append(action)

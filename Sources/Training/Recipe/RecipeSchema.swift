@@ -44,13 +44,14 @@ enum SchemaReader {
         if t == Bool.self { return (.bool, .bool(value as! Bool)) }
         switch value {
         case let v as String: return (.string, .string(v))
-        case let v as [Int]: return (.list(element: .int), .list(v.map { .int($0) }))
-        case let v as [Double]: return (.list(element: .double), .list(v.map { .double($0) }))
-        case let v as [String]: return (.list(element: .string), .list(v.map { .string($0) }))
-        case let v as [Bool]: return (.list(element: .bool), .list(v.map { .bool($0) }))
-        case let v as [String: Int]: return (.map(value: .int), .map(v.mapValues { .int($0) }))
-        case let v as [String: Double]: return (.map(value: .double), .map(v.mapValues { .double($0) }))
-        case let v as [String: String]: return (.map(value: .string), .map(v.mapValues { .string($0) }))
+        // Exact types again: an empty array casts to every element type.
+        case let v as [Int] where t == [Int].self: return (.list(element: .int), .list(v.map { .int($0) }))
+        case let v as [Double] where t == [Double].self: return (.list(element: .double), .list(v.map { .double($0) }))
+        case let v as [String] where t == [String].self: return (.list(element: .string), .list(v.map { .string($0) }))
+        case let v as [Bool] where t == [Bool].self: return (.list(element: .bool), .list(v.map { .bool($0) }))
+        case let v as [String: Int] where t == [String: Int].self: return (.map(value: .int), .map(v.mapValues { .int($0) }))
+        case let v as [String: Double] where t == [String: Double].self: return (.map(value: .double), .map(v.mapValues { .double($0) }))
+        case let v as [String: String] where t == [String: String].self: return (.map(value: .string), .map(v.mapValues { .string($0) }))
         default:
             let mirror = Mirror(reflecting: value)
             guard mirror.displayStyle == .struct else {
