@@ -74,6 +74,20 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    func testEvaluationHooksRunOnScheduleAndAreLogged() throws {
+        let run = try temporaryRun()
+        var train = TrainSection()
+        (train.steps, train.logEvery) = (9, 100)
+        let trainer = Trainer(train: train, task: LineFitTask(), run: run, log: { _ in })
+        var calledAt: [Int] = []
+        trainer.addEvaluationHook(every: 4, name: "closed_loop") { step in calledAt.append(step); return ["success": Double(step) / 10] }
+        XCTAssertEqual(try trainer.run(), .completed(step: 9))
+        XCTAssertEqual(calledAt, [4, 8])
+        let logged = try MetricsLog.read(run.url.appendingPathComponent("metrics.jsonl")).filter { $0.values["closed_loop/success"] != nil }
+        XCTAssertEqual(logged.map(\.step), [4, 8])
+        XCTAssertEqual(logged.last?.values["closed_loop/success"], 0.8)
+    }
+
     func testTensorBoardEventsReadBackWithTheTensorboardPackage() throws {
         let run = try temporaryRun()
         let writer = try TensorBoardWriter(directory: run.url)
