@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "Autograd", targets: ["Autograd"]),
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .library(name: "Episodes", targets: ["Episodes"]),
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "vla", targets: ["vla"]),
     ],
@@ -39,6 +40,9 @@ let package = Package(
         .target(name: "Autograd", dependencies: ["COpenBLAS", "OpenBLASRuntime"], swiftSettings: optimisedEvenInDebug),
         .target(name: "Models", dependencies: ["Autograd"], swiftSettings: optimisedEvenInDebug),
         .target(name: "Checkpoint", dependencies: ["Autograd"], swiftSettings: optimisedEvenInDebug),
+        // Registers HDF5 filter 32015 (zstd) in-process, so h5py + hdf5plugin files read without plugins.
+        .target(name: "HDF5Zstd", dependencies: ["CHDF5", "CZstd"]),
+        .target(name: "Episodes", dependencies: ["Autograd", "Checkpoint", "CHDF5", "HDF5Zstd"], swiftSettings: optimisedEvenInDebug),
 
         .target(name: "Training", dependencies: ["Autograd", "Checkpoint", "Models", "CZlib", .product(name: "Yams", package: "Yams")],
                 swiftSettings: optimisedEvenInDebug),
@@ -50,6 +54,7 @@ let package = Package(
         .testTarget(name: "AutogradTests", dependencies: ["Autograd", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], exclude: ["Parity"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Models", "TestSupport"], exclude: ["Interop"]),
+        .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"], exclude: ["Interop"]),
     ]
 )

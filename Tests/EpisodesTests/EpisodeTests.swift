@@ -1,0 +1,194 @@
+import Autograd
+import Checkpoint
+import Foundation
+import TestSupport
+import XCTest
+@testable import Episodes
+
+/// Fixture files written once per test process by h5py + hdf5plugin, with numpy's view of them.
+final class Fixtures: @unchecked Sendable {
+    static let shared = Fixtures()
+    let dir: URL
+    let expected: Result<[String: Any], Error>
+
+    private init() {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-episodes-\(UUID().uuidString.prefix(8))")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        self.dir = dir
+        expected = Result { try PythonReference.run("Tests/EpisodesTests/Fixtures/make_fixtures.py", input: ["dir": dir.path]) }
+    }
+
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+    func demo(_ name: String) throws -> [String: [Double]] {
+        ((try expected.get())["demos"] as! [String: Any])[name] as! [String: [Double]]
+    }
+}
+
+func assertEpisodeError(_ expected: [String], file: StaticString = #filePath, line: UInt = #line, _ body: () throws -> Void) {
+    XCTAssertThrowsError(try body(), file: file, line: line) { error in
+        for part in expected { XCTAssertTrue("\(error)".contains(part), "'\(error)' should contain '\(part)'", file: file, line: line) }
+    }
+}
+
+final class EpisodeTests: XCTestCase {
+    let fixtures = Fixtures.shared
+
+    /// The same data written with zstd (filter 32015), gzip and no compression reads back exactly.
+    func testReadsH5pyFilesWithZstdGzipAndNoCompression() throws {
+        let demo1 = try fixtures.demo("demo_1")
+        for (name, filter) in [("robomimic_zstd.hdf5", 32015), ("robomimic_gzip.hdf5", 1), ("robomimic_none.hdf5", nil)] {
+            let file = try HDF5File(path: fixtures.path(name))
+            let images = try file.dataset("data/demo_1/obs/agentview_rgb")
+            XCTAssertEqual(images.filters, filter.map { [$0] } ?? [], name)
+            XCTAssertEqual(images.shape, [9, 16, 12, 3])
+            XCTAssertEqual(try images.bytes().map(Double.init), demo1["agentview_rgb"], name)
+            XCTAssertEqual(try images.bytes(rows: 3..<5).map(Double.init), Array(demo1["agentview_rgb"]![(3 * 576)..<(5 * 576)]), "\(name) row range")
+            // Compared as Float32: the values are float32 and Foundation's JSON parser can be off in a double's last digit.
+            XCTAssertEqual(try file.dataset("data/demo_1/actions").floats(), demo1["actions"]!.map(Float.init), name)
+            XCTAssertEqual(try file.stringAttribute("language_instruction", of: "data"), "push the puck to the goal")
+            XCTAssertEqual(try file.stringList("mask/train"), ["demo_0", "demo_1"])
+        }
+    }
+
+    func testSamplesChunksAndPadding() throws {
+        let dataset = try EpisodeDataset(files: [fixtures.path("robomimic_zstd.hdf5")], layout: .metaworld)
+        XCTAssertEqual(dataset.episodes.map(\.length), [5, 9, 7])
+        XCTAssertEqual(dataset.imageShape, [16, 12, 3])
+        XCTAssertEqual(dataset.proprioDim, 4)
+        let demo0 = try fixtures.demo("demo_0")
+        let s = try dataset.sample(episode: 0, step: 3, horizon: 4)  // steps 3, 4, then two repeats of 4
+        XCTAssertEqual(s.actionMask, [1, 1, 0, 0])
+        let a = demo0["actions"]!.map(Float.init)
+        XCTAssertEqual(s.actions, Array(a[12..<20]) + Array(a[16..<20]) + Array(a[16..<20]))
+        XCTAssertEqual(s.proprio, demo0["ee_pos"]![9..<12].map(Float.init) + [Float(demo0["gripper_state"]![3])])
+        XCTAssertEqual(s.images[0].map(Double.init), Array(demo0["agentview_rgb"]![(3 * 576)..<(4 * 576)]))
+        XCTAssertEqual(s.instruction, "push the puck to the goal")
+
+        let train = try EpisodeDataset(files: [fixtures.path("robomimic_zstd.hdf5")], layout: .metaworld, split: "train")
+        XCTAssertEqual(train.episodes.map(\.name), ["demo_0", "demo_1"])
+        let valid = try EpisodeDataset(files: [fixtures.path("robomimic_zstd.hdf5")], layout: .metaworld, split: "valid")
+        XCTAssertEqual(valid.episodes.map(\.name), ["demo_2"])
+    }
+
+    func testAlohaLayout() throws {
+        let expected = (try fixtures.expected.get())["aloha"] as! [String: [Double]]
+        let dataset = try EpisodeDataset(files: [fixtures.path("aloha.hdf5")], layout: .aloha)
+        XCTAssertEqual(dataset.episodes.count, 1)
+        XCTAssertEqual(dataset.actionDim, 14)
+        let s = try dataset.sample(episode: 0, step: 5, horizon: 2)
+        XCTAssertEqual(s.actions, (Array(expected["action"]![70..<84]) + Array(expected["action"]![70..<84])).map(Float.init))
+        XCTAssertEqual(s.actionMask, [1, 0])
+        XCTAssertEqual(s.proprio, expected["qpos"]![70..<84].map(Float.init), "float64 qpos converted to float32")
+        XCTAssertEqual(s.images[0].map(Double.init), Array(expected["top"]![(5 * 576)..<(6 * 576)]))
+    }
+
+    /// Statistics over the training split equal numpy's (mean, population std, min, max, linear quantiles).
+    func testNormStatsMatchNumpyAndGuardTheSchema() throws {
+        let expected = ((try fixtures.expected.get())["stats"] as! [String: [String: [Double]]])
+        let dataset = try EpisodeDataset(files: [fixtures.path("robomimic_gzip.hdf5")], layout: .metaworld, split: "train")
+        let stats = try NormStats(dataset: dataset)
+        for (name, ours) in [("actions", stats.actions), ("proprio", stats.proprio)] {
+            let theirs = expected[name]!
+            for (key, values) in [("mean", ours.mean), ("std", ours.std), ("min", ours.min), ("max", ours.max), ("q01", ours.q01), ("q99", ours.q99)] {
+                for (a, b) in zip(values, theirs[key]!) { XCTAssertEqual(a, b, accuracy: 1e-9 * max(1, abs(b)), "\(name).\(key)") }
+            }
+        }
+        XCTAssertEqual(stats.count, 14)
+        let url = fixtures.dir.appendingPathComponent("norm_stats.json")
+        try stats.write(to: url)
+        XCTAssertEqual(try NormStats.read(from: url, expecting: stats.schema), stats)
+        var other = stats.schema
+        other.actionDim = 7
+        assertEpisodeError(["statistics are for actions[4]", "this data is actions[7]"]) { _ = try NormStats.read(from: url, expecting: other) }
+
+        var values: [Float] = [Float(stats.actions.q01[0]), Float(stats.actions.q99[0]), 5, -5]
+        let constant = DimensionStats(mean: [2], std: [0], min: [2], max: [2], q01: [2], q99: [2])
+        let single = DimensionStats(mean: [0], std: [0], min: [0], max: [0], q01: [stats.actions.q01[0]], q99: [stats.actions.q99[0]])
+        NormStats.normalize(&values, single)
+        XCTAssertEqual(values, [-1, 1, 1, -1])
+        var flat: [Float] = [2, 2]
+        NormStats.normalize(&flat, constant)
+        XCTAssertEqual(flat, [0, 0], "a constant dimension normalises to 0")
+        NormStats.unnormalize(&flat, constant)
+        XCTAssertEqual(flat, [2, 2], "and back to its value")
+    }
+
+    func testSamplerPositionRoundTripsThroughTrainerState() {
+        var sampler = EpisodeSampler(lengths: [5, 9, 7], seed: 11)
+        for _ in 0..<30 { _ = sampler.next() }  // into the second epoch (21 steps per epoch)
+        var state = TrainerState()
+        sampler.save(into: &state)
+        let expected = (0..<40).map { _ in sampler.next() }
+        var restored = EpisodeSampler(lengths: [5, 9, 7], seed: 999)
+        XCTAssertNoThrow(try restored.restore(from: state))
+        XCTAssertEqual((0..<40).map { _ in restored.next() }.map { [$0.episode, $0.step] }, expected.map { [$0.episode, $0.step] })
+        var fresh = EpisodeSampler(lengths: [5, 9, 7], seed: 11)
+        let epoch = (0..<21).map { _ in fresh.next() }
+        XCTAssertEqual(Set(epoch.map { "\($0.episode):\($0.step)" }).count, 21, "an epoch visits every step once")
+    }
+
+    /// Prefetched, augmented batches come out the same after a save/restore as without one.
+    func testLoaderBatchesAreDeterministicAcrossRestore() throws {
+        let dataset = try EpisodeDataset(files: [fixtures.path("robomimic_zstd.hdf5")], layout: .metaworld)
+        let stats = try NormStats(dataset: dataset)
+        var options = LoaderOptions()
+        (options.batchSize, options.horizon, options.seed) = (4, 3, 5)
+        let straight = try EpisodeLoader(dataset: dataset, stats: stats, options: options)
+        let reference = try (0..<8).map { _ in try straight.next() }
+        XCTAssertEqual(reference[0].images.shape, [4, 1, 16, 12, 3])
+        XCTAssertEqual(reference[0].actions.shape, [4, 3, 4])
+        XCTAssertTrue(reference.allSatisfy { $0.actions.toArray().allSatisfy { abs($0) <= 1 } }, "actions normalised into [-1, 1]")
+        XCTAssertTrue(reference[0].images.toArray().allSatisfy { $0 >= 0 && $0 <= 1 })
+
+        let interrupted = try EpisodeLoader(dataset: dataset, stats: stats, options: options)
+        for _ in 0..<3 { _ = try interrupted.next() }
+        var state = TrainerState()
+        interrupted.save(into: &state)
+        let resumed = try EpisodeLoader(dataset: dataset, stats: stats, options: options)
+        try resumed.restore(from: state)
+        for i in 3..<8 {
+            let batch = try resumed.next()
+            XCTAssertEqual(batch.images.toArray(), reference[i].images.toArray(), "batch \(i) images")
+            XCTAssertEqual(batch.actions.toArray(), reference[i].actions.toArray(), "batch \(i) actions")
+        }
+
+        options.augment = false
+        let plain = try EpisodeLoader(dataset: dataset, stats: stats, options: options)
+        let batch = try plain.next()
+        var sampler = EpisodeSampler(lengths: dataset.episodes.map(\.length), seed: 5)
+        let (e, t) = sampler.next()
+        let raw = try dataset.sample(episode: e, step: t, horizon: 3).images[0].map { Float($0) / 255 }
+        XCTAssertEqual(Array(batch.images.toArray()[0..<raw.count]), raw, "augmentation off: pixels / 255")
+    }
+
+    func testBadInputsGiveErrorsNamingFileEpisodeAndKey() throws {
+        let p = fixtures.path
+        assertEpisodeError([p("missing_key.hdf5"), "demo_1", "missing proprio key 'data/demo_1/obs/ee_pos'"]) {
+            _ = try EpisodeDataset(files: [p("missing_key.hdf5")], layout: .metaworld)
+        }
+        assertEpisodeError([p("rank_actions.hdf5"), "demo_0", "'data/demo_0/actions' should be a (T, A) float array"]) {
+            _ = try EpisodeDataset(files: [p("rank_actions.hdf5")], layout: .metaworld)
+        }
+        assertEpisodeError([p("float_images.hdf5"), "should be (T, H, W, 3) uint8"]) {
+            _ = try EpisodeDataset(files: [p("float_images.hdf5")], layout: .metaworld)
+        }
+        assertEpisodeError([p("length_mismatch.hdf5"), "demo_2", "has 6 frames but there are 7 actions"]) {
+            _ = try EpisodeDataset(files: [p("length_mismatch.hdf5")], layout: .metaworld)
+        }
+        assertEpisodeError([p("empty_demo.hdf5"), "demo_0", "empty episode"]) {
+            _ = try EpisodeDataset(files: [p("empty_demo.hdf5")], layout: .metaworld)
+        }
+        assertEpisodeError([p("truncated.hdf5"), "not a readable HDF5 file"]) { _ = try EpisodeDataset(files: [p("truncated.hdf5")], layout: .metaworld) }
+        assertEpisodeError([p("not_hdf5.hdf5"), "not a readable HDF5 file"]) { _ = try EpisodeDataset(files: [p("not_hdf5.hdf5")], layout: .metaworld) }
+        assertEpisodeError(["nope.hdf5", "file not found"]) { _ = try EpisodeDataset(files: [p("nope.hdf5")], layout: .metaworld) }
+        assertEpisodeError([p("robomimic_none.hdf5"), "missing split 'mask/test'"]) {
+            _ = try EpisodeDataset(files: [p("robomimic_none.hdf5")], layout: .metaworld, split: "test")
+        }
+        assertEpisodeError([p("aloha.hdf5"), "missing group 'data'"]) { _ = try EpisodeDataset(files: [p("aloha.hdf5")], layout: .metaworld) }
+
+        // NaN/Inf actions: the episode is skipped and counted, the rest loads.
+        let nan = try EpisodeDataset(files: [p("nan_actions.hdf5")], layout: .metaworld)
+        XCTAssertEqual(nan.episodes.map(\.name), ["demo_0", "demo_2"])
+        XCTAssertEqual(nan.skippedNonFinite, ["\(p("nan_actions.hdf5")):demo_1"])
+    }
+}
