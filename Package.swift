@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "Training", dependencies: ["Autograd", "Checkpoint", "Models", "CZlib", .product(name: "Yams", package: "Yams")],
                 swiftSettings: optimisedEvenInDebug),
         .executableTarget(name: "vla", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "bench", dependencies: ["Autograd", "Models"], path: "Benchmarks/bench"),
+        .executableTarget(name: "bench", dependencies: ["Autograd", "Models", "Episodes"], path: "Benchmarks/bench"),
 
         // Shared test helpers: Python reference runner, gradient checks, child processes.
         .target(name: "TestSupport", dependencies: ["Autograd"], path: "Tests/TestSupport"),

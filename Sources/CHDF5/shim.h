@@ -15,3 +15,5 @@ static inline hid_t chdf5_c_s1(void) { return H5T_C_S1; }
 static inline hid_t chdf5_p_default(void) { return H5P_DEFAULT; }
 static inline hid_t chdf5_s_all(void) { return H5S_ALL; }
 static inline size_t chdf5_variable(void) { return H5T_VARIABLE; }
+static inline hid_t chdf5_link_create_plist(void) { return H5Pcreate(H5P_LINK_CREATE); }
+static inline hid_t chdf5_dataset_create_plist(void) { return H5Pcreate(H5P_DATASET_CREATE); }

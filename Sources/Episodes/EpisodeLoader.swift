@@ -132,7 +132,7 @@ public final class EpisodeLoader: @unchecked Sendable {
     }
 
     /// Reads, augments and normalises one batch, advancing `sampler`.
-    func assemble(_ sampler: inout EpisodeSampler) throws -> EpisodeBatch {
+    public func assemble(_ sampler: inout EpisodeSampler) throws -> EpisodeBatch {
         let (b, horizon, a, p) = (options.batchSize, options.horizon, dataset.actionDim, dataset.proprioDim)
         let cameras = dataset.layout.imageKeys.count
         let (h, w) = (dataset.imageShape[0], dataset.imageShape[1])

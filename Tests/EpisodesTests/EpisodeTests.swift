@@ -161,6 +161,26 @@ final class EpisodeTests: XCTestCase {
         XCTAssertEqual(Array(batch.images.toArray()[0..<raw.count]), raw, "augmentation off: pixels / 255")
     }
 
+    /// Files written here (zstd-compressed images) read back here and in h5py + hdf5plugin.
+    func testWriterRoundTripAndH5pyReadsOurZstd() throws {
+        let path = fixtures.dir.appendingPathComponent("written.hdf5").path
+        let frames = (0..<(6 * 8 * 8 * 3)).map { UInt8($0 % 251) }
+        do {  // the writer closes the file when it goes away
+            let writer = try HDF5Writer(path: path)
+            try writer.write("data/demo_0/obs/agentview_rgb", shape: [6, 8, 8, 3], bytes: frames, chunkRows: 4, zstdLevel: 3)
+            try writer.write("data/demo_0/actions", shape: [6, 4], floats: (0..<24).map { Float($0) * 0.25 - 2 })
+            try writer.write("data/demo_0/obs/ee_pos", shape: [6, 3], floats: [Float](repeating: 0.5, count: 18))
+            try writer.write("data/demo_0/obs/gripper_state", shape: [6, 1], floats: [Float](repeating: 1, count: 6))
+            try writer.setAttribute("language_instruction", "open the drawer", on: "data")
+        }
+        let dataset = try EpisodeDataset(files: [path], layout: .metaworld)
+        XCTAssertEqual(dataset.episodes.first?.instruction, "open the drawer")
+        XCTAssertEqual(try dataset.sample(episode: 0, step: 5, horizon: 1).images[0], Array(frames[(5 * 192)...]))
+        let h5py = try PythonReference.run("Tests/EpisodesTests/Fixtures/read_dataset.py", input: ["path": path, "key": "data/demo_0/obs/agentview_rgb"])
+        XCTAssertEqual(h5py["filters"] as? [Int], [32015])
+        XCTAssertEqual((h5py["values"] as! [Int]).map(UInt8.init), frames)
+    }
+
     func testBadInputsGiveErrorsNamingFileEpisodeAndKey() throws {
         let p = fixtures.path
         assertEpisodeError([p("missing_key.hdf5"), "demo_1", "missing proprio key 'data/demo_1/obs/ee_pos'"]) {
