@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "HDF5Zstd", dependencies: ["CHDF5", "CZstd"]),
         .target(name: "Episodes", dependencies: ["Autograd", "Checkpoint", "CHDF5", "HDF5Zstd"], swiftSettings: optimisedEvenInDebug),
 
-        .target(name: "Training", dependencies: ["Autograd", "Checkpoint", "Models", "CZlib", .product(name: "Yams", package: "Yams")],
+        .target(name: "Training", dependencies: ["Autograd", "Checkpoint", "Models", "Episodes", "CZlib", .product(name: "Yams", package: "Yams")],
                 swiftSettings: optimisedEvenInDebug),
         .executableTarget(name: "vla", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "bench", dependencies: ["Autograd", "Models", "Episodes"], path: "Benchmarks/bench"),

@@ -44,9 +44,7 @@ public final class EpisodeLoader: @unchecked Sendable {
     private let augmentation = ImageAugmentation()
 
     public init(dataset: EpisodeDataset, stats: NormStats, options: LoaderOptions) throws {
-        let schema = StatsSchema(actionKey: dataset.layout.actionKey, actionDim: dataset.actionDim,
-                                 proprioKeys: dataset.layout.proprioKeys, proprioDim: dataset.proprioDim)
-        guard stats.schema == schema else { throw EpisodeError("norm stats are for \(stats.schema), the dataset is \(schema)") }
+        guard stats.schema == dataset.statsSchema else { throw EpisodeError("norm stats are for \(stats.schema), the dataset is \(dataset.statsSchema)") }
         (self.dataset, self.stats, self.options) = (dataset, stats, options)
         consumed = EpisodeSampler(lengths: dataset.episodes.map(\.length), seed: options.seed)
         producer = consumed

@@ -35,8 +35,7 @@ public struct NormStats: Codable, Sendable, Equatable {
 
     public init(dataset: EpisodeDataset) throws {
         let (actions, proprio) = try dataset.allActionsAndProprio()
-        schema = StatsSchema(actionKey: dataset.layout.actionKey, actionDim: dataset.actionDim,
-                             proprioKeys: dataset.layout.proprioKeys, proprioDim: dataset.proprioDim)
+        schema = dataset.statsSchema
         self.actions = Self.stats(actions, dims: dataset.actionDim)
         self.proprio = Self.stats(proprio, dims: dataset.proprioDim)
         count = actions.count / max(dataset.actionDim, 1)
@@ -105,5 +104,12 @@ public struct NormStats: Codable, Sendable, Equatable {
             throw EpisodeError("\(url.path): statistics are for \(stats.schema.actionKey)[\(stats.schema.actionDim)] + \(stats.schema.proprioKeys)[\(stats.schema.proprioDim)], this data is \(schema.actionKey)[\(schema.actionDim)] + \(schema.proprioKeys)[\(schema.proprioDim)]")
         }
         return stats
+    }
+}
+
+extension EpisodeDataset {
+    /// The schema statistics of this dataset must have.
+    public var statsSchema: StatsSchema {
+        StatsSchema(actionKey: layout.actionKey, actionDim: actionDim, proprioKeys: layout.proprioKeys, proprioDim: proprioDim)
     }
 }

@@ -1,0 +1,64 @@
+import Checkpoint
+import Episodes
+import Foundation
+
+/// `data:` for robot episodes: which files, in which layout, with which keys, and how samples are cut.
+public struct EpisodeDataSection: Codable, Sendable, Equatable {
+    /// Files or glob patterns (`Datasets/metaworld-mt10/*.hdf5`), relative to the working directory.
+    public var files: [String] = []
+    /// "robomimic" (also LIBERO) or "aloha".
+    public var layout = "robomimic"
+    public var imageKeys = ["agentview_rgb"]
+    public var proprioKeys = ["ee_pos", "gripper_state"]
+    public var actionKey = "actions"
+    /// robomimic `mask/<split>` names; "" uses every episode.
+    public var trainSplit = "train"
+    public var validSplit = "valid"
+    /// Action chunk length H.
+    public var horizon = 8
+    public var augment = true
+    public var prefetch = 4
+
+    public init() {}
+
+    public func validate() throws {
+        guard !files.isEmpty else { throw RecipeError("data.files: list the episode files (globs allowed)") }
+        guard EpisodeLayout.Kind(rawValue: layout) != nil else { throw RecipeError("data.layout: expected one of robomimic, aloha; got '\(layout)'") }
+        guard !imageKeys.isEmpty, !actionKey.isEmpty else { throw RecipeError("data.image_keys and data.action_key: must not be empty") }
+        guard horizon >= 1, prefetch >= 1 else { throw RecipeError("data.horizon and data.prefetch: must be at least 1") }
+    }
+
+    public var episodeLayout: EpisodeLayout {
+        EpisodeLayout(kind: EpisodeLayout.Kind(rawValue: layout) ?? .robomimic, imageKeys: imageKeys, proprioKeys: proprioKeys, actionKey: actionKey)
+    }
+
+    /// The files the patterns name, sorted; a pattern matching nothing is an error.
+    public func resolvedFiles() throws -> [String] {
+        var out: [String] = []
+        for pattern in files {
+            var g = glob_t()
+            defer { globfree(&g) }
+            guard glob(pattern, 0, nil, &g) == 0, g.gl_pathc > 0 else { throw RecipeError("data.files: '\(pattern)' matches no file") }
+            out += (0..<Int(g.gl_pathc)).compactMap { g.gl_pathv[$0].map { String(cString: $0) } }.sorted()
+        }
+        return out
+    }
+
+    /// The training loader. Normalisation statistics come from the run folder's norm_stats.json when
+    /// it exists (a resumed run keeps its statistics) and are computed over the training split and
+    /// saved there otherwise.
+    public func trainingLoader(run: RunDirectory, batchSize: Int, seed: Int) throws -> EpisodeLoader {
+        let dataset = try EpisodeDataset(files: resolvedFiles(), layout: episodeLayout, split: trainSplit.isEmpty ? nil : trainSplit)
+        let statsURL = run.url.appendingPathComponent("norm_stats.json")
+        let stats: NormStats
+        if FileManager.default.fileExists(atPath: statsURL.path) {
+            stats = try NormStats.read(from: statsURL, expecting: dataset.statsSchema)
+        } else {
+            stats = try NormStats(dataset: dataset)
+            try stats.write(to: statsURL)
+        }
+        var options = LoaderOptions()
+        (options.batchSize, options.horizon, options.augment, options.seed, options.prefetch) = (batchSize, horizon, augment, UInt64(seed), prefetch)
+        return try EpisodeLoader(dataset: dataset, stats: stats, options: options)
+    }
+}

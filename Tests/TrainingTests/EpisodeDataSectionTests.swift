@@ -1,0 +1,55 @@
+import Checkpoint
+import Episodes
+import Foundation
+import XCTest
+@testable import Training
+
+/// A recipe's `data:` section maps keys for either layout and builds the loader, with its norm stats.
+final class EpisodeDataSectionTests: XCTestCase {
+    struct EpisodeRecipe: RecipeSchema {
+        var data = EpisodeDataSection()
+        init() {}
+        func validate() throws { try data.validate() }
+    }
+
+    func testAlohaKeyMappingFromARecipeBuildsALoaderAndSavesStats() throws {
+        let dir = try recipeFolder([:])
+        let file = dir.appendingPathComponent("episode_0.hdf5").path
+        do {
+            let w = try HDF5Writer(path: file)
+            try w.write("action", shape: [10, 14], floats: (0..<140).map { Float($0 % 14) / 7 - 1 })
+            try w.write("observations/qpos", shape: [10, 14], floats: (0..<140).map { Float($0) / 140 })
+            try w.write("observations/images/cam_high", shape: [10, 8, 8, 3], bytes: (0..<1920).map { UInt8($0 % 256) }, chunkRows: 5, zstdLevel: 1)
+        }
+        try """
+        data:
+          files: ['\(dir.path)/episode_*.hdf5']
+          layout: aloha
+          image_keys: [cam_high]
+          proprio_keys: [qpos]
+          action_key: action
+          train_split: ''
+          horizon: 4
+          augment: false
+        """.write(to: dir.appendingPathComponent("r.yaml"), atomically: true, encoding: .utf8)
+        let url = dir.appendingPathComponent("r.yaml")
+        let recipe = try RecipeValidator.resolve(RecipeLoader.load(url), as: EpisodeRecipe.self, source: url.path).recipe
+        let run = try RunDirectory(dir.appendingPathComponent("run"))
+        let loader = try recipe.data.trainingLoader(run: run, batchSize: 3, seed: 0)
+        let batch = try loader.next()
+        XCTAssertEqual(batch.images.shape, [3, 1, 8, 8, 3])
+        XCTAssertEqual(batch.actions.shape, [3, 4, 14])
+        XCTAssertEqual(batch.proprio.shape, [3, 14])
+        let stats = try NormStats.read(from: run.url.appendingPathComponent("norm_stats.json"), expecting: loader.stats.schema)
+        XCTAssertEqual(stats.schema.proprioKeys, ["qpos"])
+
+        assertRecipeError("data.files: 'nothing/*.hdf5' matches no file") {
+            var data = recipe.data
+            data.files = ["nothing/*.hdf5"]
+            _ = try data.trainingLoader(run: run, batchSize: 1, seed: 0)
+        }
+        assertRecipeError("data.layout: expected one of robomimic, aloha; got 'lerobot'") {
+            _ = try RecipeValidator.resolve(RecipeLoader.load(url, overrides: ["data.layout=lerobot"]), as: EpisodeRecipe.self, source: url.path)
+        }
+    }
+}
