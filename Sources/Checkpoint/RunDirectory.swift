@@ -16,7 +16,8 @@ public struct RunDirectory: Sendable {
     public static let optimizerFile = "optimizer.safetensors"
     public static let stateFile = "trainer_state.json"
 
-    /// Opens (creating when needed) a run folder and clears leftovers of interrupted saves.
+    /// Opens (creating when needed) a run folder. Reading needs nothing more; writing checkpoints
+    /// should hold `lockForWriting()`.
     public init(_ url: URL) throws {
         self.url = url
         do {
@@ -24,10 +25,28 @@ public struct RunDirectory: Sendable {
         } catch {
             throw FileSystemError(path: url.path, message: "cannot create the run folder: \(error.localizedDescription)")
         }
+    }
+
+    /// Makes this process the run folder's only writer (an advisory lock on `<run>/.lock`, released
+    /// when the returned object goes away or the process dies), then clears leftovers of saves a
+    /// killed writer left behind. A second trainer on the same folder gets an error naming the first.
+    public func lockForWriting() throws -> RunLock {
+        let path = url.appendingPathComponent(".lock").path
+        let fd = open(path, O_RDWR | O_CREAT, 0o644)
+        guard fd >= 0 else { throw FileSystemError.errno(path, "cannot open the run lock") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            close(fd)
+            throw FileSystemError(path: url.path, message: "another process (pid \(holder)) is training in this run folder")
+        }
+        ftruncate(fd, 0)
+        let pid = "\(getpid())\n"
+        _ = pid.withCString { Foundation.write(fd, $0, strlen($0)) }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
         where name.hasPrefix(".tmp-") || name.hasPrefix(".trash-") {
             try? FileManager.default.removeItem(at: url.appendingPathComponent(name))
         }
+        return RunLock(fd: fd)
     }
 
     public func stepURL(_ step: Int) -> URL { url.appendingPathComponent(String(format: "step-%06d", step)) }
@@ -102,6 +121,14 @@ public struct RunDirectory: Sendable {
         try fsyncDirectory(url.path)
         try? FileManager.default.removeItem(at: trash)
     }
+}
+
+/// Holds a run folder's write lock until released or deinitialised.
+public final class RunLock {
+    private var fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    public func release() { if fd >= 0 { close(fd); fd = -1 } }
+    deinit { release() }
 }
 
 /// The files of one checkpoint folder, opened and validated.

@@ -38,6 +38,7 @@ public enum RunSetup {
         let (recipe, resolved) = try RecipeValidator.resolve(tree, as: R.self, source: url.path)
         let folder = runDirectory ?? defaultRunDirectory(for: url)
         if mode == .overwrite && FileManager.default.fileExists(atPath: folder.path) {
+            try RunDirectory(folder).lockForWriting().release()  // never delete a folder a trainer is using
             try FileManager.default.removeItem(at: folder)
         }
         let run = try RunDirectory(folder)

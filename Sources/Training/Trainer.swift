@@ -31,6 +31,8 @@ public final class Trainer {
     }
 
     public func run(header: [String] = []) throws -> TrainingOutcome {
+        let lock = try run.lockForWriting()
+        defer { lock.release() }
         let model = task.model
         try applyTrainability(model, trainable: train.trainable, frozen: train.frozen)
         let optimizer = AdamW(model.trainableParameters(), betas: (Float(train.beta1), Float(train.beta2)),

@@ -57,7 +57,18 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertEqual(resume.checkpoint.state.step, 80)
         try verifyStamped(resume.checkpoint)
         let names = try FileManager.default.contentsOfDirectory(atPath: run.url.path)
-        XCTAssertFalse(names.contains { $0.hasPrefix(".") }, "no temporary leftovers: \(names)")
+        XCTAssertFalse(names.contains { $0.hasPrefix(".tmp") || $0.hasPrefix(".trash") }, "no temporary leftovers: \(names)")
+    }
+
+    func testOneWriterPerRunFolder() throws {
+        let run = try RunDirectory(try temporaryDirectory())
+        try FileManager.default.createDirectory(at: run.url.appendingPathComponent(".tmp-step-000009-1"), withIntermediateDirectories: true)
+        let lock = try run.lockForWriting()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.url.appendingPathComponent(".tmp-step-000009-1").path), "leftovers cleared")
+        // flock is per open file description, so a second lock in this process conflicts like another process would.
+        XCTAssertThrowsError(try run.lockForWriting()) { XCTAssertTrue("\($0)".contains("another process (pid \(getpid()))"), "\($0)") }
+        lock.release()
+        XCTAssertNoThrow(try run.lockForWriting())
     }
 
     func testResumeFallsBackPastABrokenNewestCheckpoint() throws {
@@ -112,6 +123,8 @@ final class RunDirectoryTests: XCTestCase {
     func testChildSaveLoop() throws {
         guard let path = ProcessInfo.processInfo.environment["INSTRUCTVLA_SAVE_LOOP_DIR"] else { return }
         let run = try RunDirectory(URL(fileURLWithPath: path))
+        let lock = try run.lockForWriting()  // as a trainer does; also clears what the last kill left
+        defer { lock.release() }
         var step = (run.steps().last ?? 0) + 1
         while true {
             try saveStamped(run, step: step)
@@ -129,7 +142,16 @@ final class RunDirectoryTests: XCTestCase {
         for trial in 0..<24 {
             let child = try startTestInChildProcess("CheckpointTests.RunDirectoryTests/testChildSaveLoop",
                                                     environment: ["INSTRUCTVLA_SAVE_LOOP_DIR": dir.path])
-            usleep(UInt32(150_000 + rng.next() % 400_000))  // start-up is ~100 ms; then saves run back to back
+            // Once the loop is saving (a new checkpoint appeared), kill it at a random moment. (Only
+            // look: opening a RunDirectory here would clear the child's in-progress temporary folder.)
+            func newest() -> Int {
+                ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? [])
+                    .compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }.max() ?? 0
+            }
+            let before = newest()
+            let deadline = Date().addingTimeInterval(30)
+            while newest() <= before && Date() < deadline { usleep(2_000) }
+            usleep(UInt32(rng.next() % 150_000))
             kill(child.processIdentifier, SIGKILL)
             child.waitUntilExit()
             XCTAssertEqual(child.terminationReason, .uncaughtSignal, "trial \(trial): the child should have been killed mid-loop")
@@ -145,6 +167,6 @@ final class RunDirectoryTests: XCTestCase {
                 try verifyStamped(resume.checkpoint)
             }
         }
-        XCTAssertGreaterThanOrEqual(killedWithCheckpoints, 20)
+        XCTAssertEqual(killedWithCheckpoints, 24)
     }
 }
