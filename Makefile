@@ -13,13 +13,14 @@ OVERRIDES ?=
 RUN_DIR := Checkpoints/$(RECIPE)/$(STAGE)
 TRAIN_FLAGS := $(foreach o,$(OVERRIDES),--set $(o)) $(if $(RESUME),--resume) $(if $(OVERWRITE),--overwrite)
 
-.PHONY: help setup system-packages venv build test bench demo train plot clean
+.PHONY: help setup system-packages venv build test bench demo data train plot clean
 
 help:
 	@echo "make setup   system packages ($(APT_PACKAGES)) + the Python venv under $(VENV)"
 	@echo "make test    build and run the whole test suite"
 	@echo "make bench   kernel and step benchmarks -> Benchmarks/results/latest.json"
 	@echo "make demo    the whole pipeline on the embedded tiny recipe"
+	@echo "make data RECIPE=tiny|metaworld-mt10   Meta-World demonstrations -> Datasets/\$$RECIPE/*.hdf5"
 	@echo "make train RECIPE=tiny STAGE=lm [OVERRIDES=\"train.steps=200\"] [RESUME=1|OVERWRITE=1]"
 	@echo "             train Recipes/\$$RECIPE/\$$STAGE.yaml into Checkpoints/\$$RECIPE/\$$STAGE (resumes by default)"
 	@echo "make plot RECIPE=tiny STAGE=lm   loss and metric curves of that run as a PNG"
@@ -35,10 +36,12 @@ system-packages:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: Tests/requirements.txt
+# One venv for the Python side: the Meta-World generator and the test-only reference implementations.
+PY_REQUIREMENTS := Datasets/metaworld/requirements.txt Tests/requirements.txt
+$(VENV)/.installed: $(PY_REQUIREMENTS)
 	@echo "setup: Python venv in $(VENV)"
 	@python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/requirements.txt
+	@$(VENV)/bin/pip install -q --disable-pip-version-check $(foreach r,$(PY_REQUIREMENTS),-r $(r))
 	@touch $@
 
 build: system-packages
@@ -56,6 +59,10 @@ demo:
 	@echo "make demo: the tiny-recipe pipeline (data -> vlm -> stage1 -> stage2 -> eval) arrives with"
 	@echo "issues 4-10; today the foundation is in place: run 'make test' or 'make bench'."
 	@exit 2
+
+# Generator arguments per recipe live in Recipes/<recipe>/data.args.
+data: setup
+	$(VENV)/bin/python Datasets/metaworld/generate.py $$(cat Recipes/$(RECIPE)/data.args) --out Datasets/$(RECIPE)
 
 train: system-packages
 	$(SWIFT) build -c release --product vla

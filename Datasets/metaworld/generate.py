@@ -11,6 +11,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import signal
 import sys
 import warnings
 import zlib
@@ -30,58 +31,9 @@ CAMERAS = ["corner4", "corner", "corner2", "corner3", "topview", "behindGripper"
 
 MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
         "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]
-INSTRUCTIONS = {
-    "assembly-v3": "pick up the ring and put it onto the peg",
-    "basketball-v3": "pick up the basketball and dunk it into the hoop",
-    "bin-picking-v3": "move the puck from one bin into the other bin",
-    "box-close-v3": "pick up the lid and put it on the box",
-    "button-press-topdown-v3": "press the button down from the top",
-    "button-press-topdown-wall-v3": "press the button down from the top behind the wall",
-    "button-press-v3": "press the button in from the front",
-    "button-press-wall-v3": "reach past the wall and press the button",
-    "coffee-button-v3": "press the button on the coffee machine",
-    "coffee-pull-v3": "pull the mug away from the coffee machine",
-    "coffee-push-v3": "push the mug under the coffee machine",
-    "dial-turn-v3": "turn the dial",
-    "disassemble-v3": "pull the ring off the peg",
-    "door-close-v3": "close the door",
-    "door-lock-v3": "lock the door by turning the lock",
-    "door-open-v3": "open the door",
-    "door-unlock-v3": "unlock the door by turning the lock",
-    "hand-insert-v3": "push the block into the hole",
-    "drawer-close-v3": "close the drawer",
-    "drawer-open-v3": "open the drawer",
-    "faucet-open-v3": "open the faucet",
-    "faucet-close-v3": "close the faucet",
-    "hammer-v3": "hammer the nail into the wall",
-    "handle-press-side-v3": "press the handle down from the side",
-    "handle-press-v3": "press the handle down",
-    "handle-pull-side-v3": "pull the handle up from the side",
-    "handle-pull-v3": "pull the handle up",
-    "lever-pull-v3": "pull the lever up",
-    "pick-place-wall-v3": "pick up the puck and place it at the goal behind the wall",
-    "pick-out-of-hole-v3": "pick the puck out of the hole",
-    "pick-place-v3": "pick up the puck and place it at the goal",
-    "plate-slide-v3": "slide the plate into the goal",
-    "plate-slide-side-v3": "slide the plate sideways into the goal",
-    "plate-slide-back-v3": "slide the plate back out of the goal",
-    "plate-slide-back-side-v3": "slide the plate sideways out of the goal",
-    "peg-insert-side-v3": "insert the peg into the hole from the side",
-    "peg-unplug-side-v3": "unplug the peg from the side",
-    "soccer-v3": "kick the soccer ball into the goal",
-    "stick-push-v3": "grab the stick and push the thermos to the goal with it",
-    "stick-pull-v3": "grab the stick and pull the thermos to the goal with it",
-    "push-v3": "push the puck to the goal",
-    "push-wall-v3": "push the puck around the wall to the goal",
-    "push-back-v3": "pull the puck back to the goal",
-    "reach-v3": "move the gripper to the goal",
-    "reach-wall-v3": "move the gripper over the wall to the goal",
-    "shelf-place-v3": "pick up the puck and place it on the shelf",
-    "sweep-into-v3": "sweep the puck into the hole",
-    "sweep-v3": "sweep the puck off the table",
-    "window-open-v3": "slide the window open",
-    "window-close-v3": "slide the window closed",
-}
+# One English instruction per task (MT10 and all 50), also for evaluation code to read.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "instructions.json")) as _f:
+    INSTRUCTIONS = json.load(_f)
 
 
 def episode_seed(seed, task, attempt):
@@ -135,6 +87,10 @@ class TaskRunner:
         env.reset()
         env._freeze_rand_vec = True
         obs, _ = env.reset()
+        # Reset can leave body/site poses a substep stale (seen as single pixels that depend on the previous
+        # episode). Recompute poses only: mj_forward would also change the solver warm start, so the physics.
+        for fn in (self.mujoco.mj_kinematics, self.mujoco.mj_comPos, self.mujoco.mj_camlight):
+            fn(env.model, env.data)
         layout = {"rand_vec": env._last_rand_vec.tolist(), "hand_pos": obs[0:3].tolist(),
                   "obj_pos": obs[4:7].tolist(), "obj_quat": obs[7:11].tolist(),
                   "obj2_pos": obs[11:14].tolist(), "goal_pos": obs[36:39].tolist()}
@@ -165,6 +121,14 @@ class TaskRunner:
 _runner = None
 
 
+def _worker_init():
+    try:  # Linux: die with the parent, so that a killed generator leaves no workers behind
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _close_runner():  # else Renderer.__del__ prints EGL errors at interpreter teardown
     if _runner is not None:
         _runner.close()
@@ -192,7 +156,7 @@ def write_task_file(path, task, eps, cfg, attempts):
     import h5py
     import hdf5plugin
     n = len(eps)
-    n_valid = max(1, round(n * cfg["valid_fraction"])) if n >= 2 else 0
+    n_valid = max(1, round(n * cfg["valid_fraction"])) if n >= 2 and cfg["valid_fraction"] > 0 else 0
     names = [f"demo_{i}" for i in range(n)]
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
@@ -203,9 +167,7 @@ def write_task_file(path, task, eps, cfg, attempts):
                 T = len(ep["actions"])
                 g.create_dataset("actions", data=ep["actions"])
                 g.create_dataset("rewards", data=ep["rewards"])
-                dones = np.zeros(T, np.uint8)
-                dones[-1] = 1
-                g.create_dataset("dones", data=dones)
+                g.create_dataset("dones", data=(np.arange(T) == T - 1).astype(np.uint8))
                 o = g.create_group("obs")
                 o.create_dataset("agentview_rgb", data=ep["rgb"], chunks=(min(CHUNK_FRAMES, T),) + ep["rgb"].shape[1:],
                                  **hdf5plugin.Zstd(clevel=3))
@@ -219,7 +181,7 @@ def write_task_file(path, task, eps, cfg, attempts):
                 task=task, env_name=task, language_instruction=INSTRUCTIONS[task],
                 env_version=f"metaworld {version('metaworld')} (v3 envs), mujoco {version('mujoco')}",
                 num_demos=n, total=int(sum(len(e["actions"]) for e in eps)), attempts=attempts,
-                image_size=size, camera=cfg["camera"], camera_rotated_180=bool(eps and eps[0]["flip"]),
+                image_size=size, camera=cfg["camera"], camera_rotated_180=int(bool(eps and eps[0]["flip"])),
                 render_settings="mujoco.Renderer, vis.quality.offsamples=0, shadows and reflections off, "
                                 "image rotated 180 degrees when camera_rotated_180",
                 seed=cfg["seed"], max_steps=cfg["max_steps"], generator_version=GENERATOR_VERSION,
@@ -240,9 +202,9 @@ def write_task_file(path, task, eps, cfg, attempts):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", default="mt10", help="'mt10', 'mt50' or a comma list (default: mt10)")
+    p.add_argument("--tasks", default="mt10", help="mt10 (default), mt50 (all 50), or a comma list such as reach-v3,push")
     p.add_argument("--demos-per-task", type=int, default=50)
-    p.add_argument("--image-size", type=int, default=64, help="square images, 8..1024 (default 64)")
+    p.add_argument("--image-size", type=int, default=64, help="square images, 8..512 (default 64)")
     p.add_argument("--camera", default="corner4", help=f"one of {', '.join(CAMERAS)} (default corner4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
@@ -258,8 +220,8 @@ def parse_args(argv):
         bad = [t for t in a.tasks if t not in ALL_V3_ENVIRONMENTS]
         if bad or not a.tasks:
             p.error(f"unknown task(s) {bad}; valid: mt10, mt50, or any of {', '.join(ALL_V3_ENVIRONMENTS)}")
-    if not 8 <= a.image_size <= 1024:
-        p.error(f"--image-size must be between 8 and 1024, got {a.image_size}")
+    if not 8 <= a.image_size <= 512:  # a task's episodes are held in memory until its file is written
+        p.error(f"--image-size must be between 8 and 512, got {a.image_size}")
     if a.camera not in CAMERAS:
         p.error(f"unknown camera {a.camera!r}; valid: {', '.join(CAMERAS)}")
     if not 1 <= a.max_steps <= ENV_MAX_STEPS:
@@ -272,8 +234,22 @@ def parse_args(argv):
         open(probe, "w").close()
         os.unlink(probe)
     except OSError as e:
-        p.error(f"output directory {a.out!r} is not writable: {e}")
+        p.error(f"--out {a.out!r} is not a writable directory: {e}")
     return a
+
+
+def finish_task(task, wins, n, next_attempt, cfg, out_dir):
+    """Write a task's file from its first n successes (attempt order, so independent of scheduling)."""
+    kept = wins[:n]
+    attempts = kept[-1]["attempt"] + 1 if len(kept) == n else next_attempt
+    path = os.path.join(out_dir, f"{task}.hdf5")
+    n_train, n_valid = write_task_file(path, task, kept, cfg, attempts) if kept else (0, 0)
+    lengths = [e["steps"] for e in kept]
+    return {"requested": n, "demos": len(kept), "file": os.path.basename(path) if kept else None,
+            "language_instruction": INSTRUCTIONS[task], "train": n_train, "valid": n_valid,
+            "attempts": attempts, "scripted_success_rate": round(len(kept) / max(attempts, 1), 4),
+            "frames": sum(lengths), "mean_length": round(float(np.mean(lengths)), 1) if kept else 0,
+            "max_length": max(lengths, default=0)}
 
 
 def main(argv=None):
@@ -284,21 +260,23 @@ def main(argv=None):
     chunk = max(1, min(10, math.ceil(n / args.workers)))
     limit = max(20, 10 * n)  # attempts after which a task is given up
     state = {t: {"next": 0, "eps": {}, "running": 0, "shown": 0} for t in args.tasks}
-    card_tasks, incomplete = {}, []
+    card_tasks = {}
     if args.workers > 1:
         os.environ.setdefault("LP_NUM_THREADS", "1")  # one llvmpipe thread per worker process
     bar = tqdm(total=n * len(args.tasks), unit="demo", dynamic_ncols=True)
-    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {}
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up like Ctrl-C
+    pool = ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+    futures = {}
 
-        def submit(task, count):
-            s = state[task]
-            end = min(s["next"] + count, limit)
-            for start in range(s["next"], end, chunk):
-                futures[pool.submit(run_chunk, task, list(range(start, min(start + chunk, end))), cfg)] = task
-                s["running"] += 1
-            s["next"] = end
+    def submit(task, count):  # attempts are numbered per task, in contiguous chunks
+        s = state[task]
+        end = min(s["next"] + count, limit)
+        for start in range(s["next"], end, chunk):
+            futures[pool.submit(run_chunk, task, list(range(start, min(start + chunk, end))), cfg)] = task
+            s["running"] += 1
+        s["next"] = end
 
+    try:
         for t in args.tasks:
             submit(t, n)
         while futures:
@@ -306,38 +284,32 @@ def main(argv=None):
                 task = futures.pop(fut)
                 s = state[task]
                 s["running"] -= 1
-                for ep in fut.result():
-                    s["eps"][ep["attempt"]] = ep
+                s["eps"].update((ep["attempt"], ep) for ep in fut.result())
                 wins = [s["eps"][a] for a in sorted(s["eps"]) if s["eps"][a]["success"]]
                 bar.update(min(len(wins), n) - s["shown"])
                 s["shown"] = min(len(wins), n)
                 if s["running"]:
                     continue
                 if len(wins) < n and s["next"] < limit:
-                    rate = max(len(wins) / s["next"], 0.1)
-                    submit(task, math.ceil((n - len(wins)) / rate))
+                    submit(task, math.ceil((n - len(wins)) / max(len(wins) / s["next"], 0.1)))
                     continue
-                # Keep the first n successes in attempt order: the result does not depend on scheduling.
-                kept = wins[:n]
-                attempts = kept[-1]["attempt"] + 1 if len(kept) == n else s["next"]
-                path = os.path.join(args.out, f"{task}.hdf5")
-                n_train, n_valid = write_task_file(path, task, kept, cfg, attempts)
-                lengths = [e["steps"] for e in kept]
-                card_tasks[task] = {
-                    "file": os.path.basename(path), "language_instruction": INSTRUCTIONS[task],
-                    "demos": len(kept), "train": n_train, "valid": n_valid, "attempts": attempts,
-                    "scripted_success_rate": round(len(kept) / attempts, 4) if attempts else 0.0,
-                    "frames": sum(lengths), "mean_length": round(float(np.mean(lengths)), 1) if kept else 0,
-                    "max_length": max(lengths, default=0)}
-                if len(kept) < n:
-                    incomplete.append(task)
-                tqdm.write(f"{task}: kept {len(kept)}/{n} from {attempts} attempts, {sum(lengths)} frames -> {path}")
+                card_tasks[task] = c = finish_task(task, wins, n, s["next"], cfg, args.out)
+                tqdm.write(f"{task}: kept {c['demos']}/{n} from {c['attempts']} attempts, {c['frames']} frames"
+                           + (f" -> {os.path.join(args.out, c['file'])}" if c["file"] else ", no file written"))
                 s["eps"].clear()
-    bar.close()
-    write_card(args, card_tasks)
+    except BaseException:  # error, Ctrl-C or SIGTERM: stop the running chunks too (no public API before 3.14)
+        for proc in (getattr(pool, "_processes", None) or {}).values():
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(cancel_futures=True)
+        bar.close()
+        if card_tasks:  # also after an interruption, for the files that are complete
+            write_card(args, card_tasks)
+    incomplete = [t for t, c in card_tasks.items() if c["demos"] < n]
     if incomplete:
-        print(f"error: scripted policy reached fewer than {n} successes in {limit} attempts for: "
-              f"{', '.join(incomplete)} (files written with fewer demos)", file=sys.stderr)
+        print(f"error: the scripted policy reached fewer than {n} successes in {limit} attempts for "
+              f"{', '.join(incomplete)} (their files hold fewer demos, or none were written)", file=sys.stderr)
         return 1
     return 0
 
@@ -355,7 +327,7 @@ def write_card(args, tasks):
         pass
     card = {
         "name": "metaworld-v3-scripted-demos", "layout": "robomimic/LIBERO HDF5, one file per task",
-        "settings": settings, "demos_per_task_requested": args.demos_per_task,
+        "settings": settings,
         "seeds": "episode seed = SeedSequence(seed, spawn_key=(crc32(task), attempt)); stored per demo",
         "image_compression": "zstd level 3 (HDF5 filter 32015), chunks of up to %d frames" % CHUNK_FRAMES,
         "packages": {p: version(p) for p in ("metaworld", "mujoco", "gymnasium", "numpy", "h5py", "hdf5plugin")}
@@ -363,7 +335,7 @@ def write_card(args, tasks):
         "total_demos": sum(t["demos"] for t in tasks.values()),
         "tasks": dict(sorted(tasks.items())),
     }
-    tmp = path + f".tmp-{os.getpid()}"
+    tmp = os.path.join(args.out, f".dataset_card.json.tmp-{os.getpid()}")
     with open(tmp, "w") as f:
         json.dump(card, f, indent=2)
         f.write("\n")
@@ -371,4 +343,8 @@ def write_card(args, tasks):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted: the files reported above are complete; no partial file was kept", file=sys.stderr)
+        sys.exit(130)

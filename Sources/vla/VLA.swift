@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoint
+import Episodes
 import Foundation
 import Training
 
@@ -8,7 +9,7 @@ struct VLA: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vla",
         abstract: "InstructVLA-Swift utilities: train a recipe, plot a run, inspect a checkpoint.",
-        subcommands: [Train.self, Plot.self, Inspect.self])
+        subcommands: [Train.self, Plot.self, Stats.self, Inspect.self])
 }
 
 /// Prints `error: …` and exits with `code`, instead of a stack trace.
@@ -79,6 +80,41 @@ extension VLA {
             do {
                 let panels = try MetricsPlot.render(run: source, to: target)
                 print("wrote \(target.path): \(panels.joined(separator: ", "))")
+            } catch {
+                fail(error)
+            }
+        }
+    }
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate episode files and compute their normalisation statistics.")
+
+        @Argument(help: "HDF5 episode files.")
+        var files: [String]
+
+        @Option(help: "robomimic (also LIBERO) or aloha.")
+        var layout = "robomimic"
+
+        @Option(help: "Split mask to use (robomimic); empty for all episodes.")
+        var split = "train"
+
+        @Option(help: "Write norm_stats.json here.")
+        var output: String?
+
+        func run() throws {
+            do {
+                let base: EpisodeLayout = layout == "aloha" ? .aloha : .metaworld
+                guard layout == "aloha" || layout == "robomimic" else { throw EpisodeError("--layout: expected robomimic or aloha, got '\(layout)'") }
+                let dataset = try EpisodeDataset(files: files, layout: base, split: split.isEmpty ? nil : split)
+                let steps = dataset.episodes.map(\.length).reduce(0, +)
+                print("\(dataset.episodes.count) episodes, \(steps) steps, images \(dataset.imageShape), actions \(dataset.actionDim), proprio \(dataset.proprioDim)")
+                if !dataset.skippedNonFinite.isEmpty { print("skipped for NaN/Inf actions: \(dataset.skippedNonFinite.joined(separator: ", "))") }
+                let stats = try NormStats(dataset: dataset)
+                for (name, s) in [("actions", stats.actions), ("proprio", stats.proprio)] {
+                    print("\(name): q01 \(s.q01.map { String(format: "%.3f", $0) }) q99 \(s.q99.map { String(format: "%.3f", $0) })")
+                }
+                if let output { try stats.write(to: URL(fileURLWithPath: output)); print("wrote \(output)") }
             } catch {
                 fail(error)
             }

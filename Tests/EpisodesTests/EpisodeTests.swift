@@ -181,6 +181,32 @@ final class EpisodeTests: XCTestCase {
         XCTAssertEqual((h5py["values"] as! [Int]).map(UInt8.init), frames)
     }
 
+    /// The real thing: Meta-World's scripted experts through Datasets/metaworld/generate.py, read here.
+    func testGeneratedMetaWorldDemonstrationsLoad() throws {
+        let out = fixtures.dir.appendingPathComponent("metaworld")
+        _ = try PythonReference.runScript("Datasets/metaworld/generate.py", arguments: [
+            "--tasks", "reach-v3", "--demos-per-task", "3", "--image-size", "16", "--workers", "1", "--out", out.path,
+        ])
+        let file = out.appendingPathComponent("reach-v3.hdf5").path
+        let train = try EpisodeDataset(files: [file], layout: .metaworld, split: "train")
+        let valid = try EpisodeDataset(files: [file], layout: .metaworld, split: "valid")
+        XCTAssertEqual(train.episodes.count + valid.episodes.count, 3)
+        XCTAssertEqual(valid.episodes.count, 1)
+        XCTAssertEqual(train.imageShape, [16, 16, 3])
+        XCTAssertEqual(train.actionDim, 4)
+        XCTAssertEqual(train.proprioDim, 4, "ee_pos (3) + gripper_state (1)")
+        let instructions = try JSONSerialization.jsonObject(with: Data(contentsOf: PythonReference.repoRoot
+            .appendingPathComponent("Datasets/metaworld/instructions.json"))) as! [String: String]
+        XCTAssertEqual(train.episodes[0].instruction, instructions["reach-v3"])
+        let s = try train.sample(episode: 0, step: 0, horizon: 4)
+        XCTAssertGreaterThan(Set(s.images[0]).count, 10, "a rendered frame, not a blank one")
+        XCTAssertTrue(s.actions.allSatisfy { abs($0) <= 1 }, "Meta-World actions lie in [-1, 1]")
+        let card = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("dataset_card.json"))) as! [String: Any]
+        let packages = try XCTUnwrap(card["packages"] as? [String: String], "the card records package versions")
+        XCTAssertNotNil(packages["metaworld"])
+        XCTAssertNotNil(packages["mujoco"])
+    }
+
     func testBadInputsGiveErrorsNamingFileEpisodeAndKey() throws {
         let p = fixtures.path
         assertEpisodeError([p("missing_key.hdf5"), "demo_1", "missing proprio key 'data/demo_1/obs/ee_pos'"]) {

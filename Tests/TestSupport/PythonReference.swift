@@ -11,6 +11,30 @@ public enum PythonReference {
         return FileManager.default.isExecutableFile(atPath: venv.path) ? venv : nil
     }
 
+    /// Runs a repository Python script with arguments in the venv; returns its combined output, or
+    /// fails the test when it exits non-zero (skips locally without a venv, fails under CI).
+    public static func runScript(_ script: String, arguments: [String]) throws -> String {
+        guard let python = interpreter else {
+            let message = "no test venv at .venv (run `make setup`, or set INSTRUCTVLA_PYTHON)"
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail(message); throw CocoaError(.fileNoSuchFile) }
+            throw XCTSkip(message)
+        }
+        let process = Process()
+        process.executableURL = python
+        process.arguments = [repoRoot.appendingPathComponent(script).path] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            XCTFail("\(script) exited with \(process.terminationStatus): \(output.suffix(2000))")
+            throw CocoaError(.executableLoad)
+        }
+        return output
+    }
+
     /// Runs `script` with JSON `input`, returning the JSON object it writes. Without the venv the
     /// test is skipped locally, but fails under CI, where `make test` must have created it.
     public static func run(_ script: String, input: [String: Any]) throws -> [String: Any] {
