@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "OpenBLASRuntime", dependencies: ["COpenBLAS"]),
 
         .target(name: "Autograd", dependencies: ["COpenBLAS", "OpenBLASRuntime"], swiftSettings: optimisedEvenInDebug),
-        .target(name: "Models", dependencies: ["Autograd"], swiftSettings: optimisedEvenInDebug),
+        .target(name: "Models", dependencies: ["Autograd", "Checkpoint"], swiftSettings: optimisedEvenInDebug),
         .target(name: "Checkpoint", dependencies: ["Autograd"], swiftSettings: optimisedEvenInDebug),
         // Registers HDF5 filter 32015 (zstd) in-process, so h5py + hdf5plugin files read without plugins.
         .target(name: "HDF5Zstd", dependencies: ["CHDF5", "CZstd"]),
