@@ -36,12 +36,14 @@ public final class SelfAttention: Module {
         self.config = config
     }
 
-    /// x: [B, T, C] → [B, T, C]
-    public func callAsFunction(_ x: Tensor, positions: [Int], mask: AttentionMask) -> Tensor {
+    /// x: [B, T, C] → [B, T, C]. With a cache, the new keys/values are appended to those of earlier
+    /// positions of `layer` and attention runs over all of them (incremental decoding).
+    public func callAsFunction(_ x: Tensor, positions: [Int], mask: AttentionMask, cache: KVCache? = nil, layer: Int = 0) -> Tensor {
         let (b, t, hd) = (x.shape[0], x.shape[1], config.headDim)
         let q = rope(qProj(x).reshaped([b, t, config.numHeads, hd]), positions: positions, base: config.ropeTheta)
-        let k = rope(kProj(x).reshaped([b, t, config.numKeyValueHeads, hd]), positions: positions, base: config.ropeTheta)
-        let v = vProj(x).reshaped([b, t, config.numKeyValueHeads, hd])
+        var k = rope(kProj(x).reshaped([b, t, config.numKeyValueHeads, hd]), positions: positions, base: config.ropeTheta)
+        var v = vProj(x).reshaped([b, t, config.numKeyValueHeads, hd])
+        if let cache { (k, v) = cache.append(layer: layer, keys: k, values: v) }
         let attended = scaledDotProductAttention(query: q, key: k, value: v, mask: mask)
         return oProj(attended.reshaped([b, t, config.numHeads * hd]))
     }
@@ -75,8 +77,29 @@ public final class TransformerBlock: Module {
         mlp = GatedMLP(config, rng: &rng)
     }
 
-    public func callAsFunction(_ x: Tensor, positions: [Int], mask: AttentionMask) -> Tensor {
-        let h = x + selfAttn(inputLayernorm(x), positions: positions, mask: mask)
+    public func callAsFunction(_ x: Tensor, positions: [Int], mask: AttentionMask, cache: KVCache? = nil, layer: Int = 0) -> Tensor {
+        let h = x + selfAttn(inputLayernorm(x), positions: positions, mask: mask, cache: cache, layer: layer)
         return h + mlp(postAttentionLayernorm(h))
+    }
+}
+
+/// Keys and values of the positions decoded so far, per layer: [B, S, Hkv, D] each.
+public final class KVCache {
+    private var keys: [Tensor?], values: [Tensor?]
+
+    public init(layers: Int) {
+        keys = Array(repeating: nil, count: layers)
+        values = Array(repeating: nil, count: layers)
+    }
+
+    /// Positions cached so far.
+    public var length: Int { keys.first??.shape[1] ?? 0 }
+
+    /// Appends this step's keys/values for `layer` and returns all of them.
+    func append(layer: Int, keys k: Tensor, values v: Tensor) -> (Tensor, Tensor) {
+        let allK = keys[layer].map { concat([$0, k], axis: 1) } ?? k
+        let allV = values[layer].map { concat([$0, v], axis: 1) } ?? v
+        (keys[layer], values[layer]) = (allK, allV)
+        return (allK, allV)
     }
 }

@@ -57,7 +57,7 @@ struct MiniRun {
             let rows = order[cursor..<(cursor + Self.batch)].map { data[$0] }
             let ids = rows.flatMap { $0.prefix(Self.length) }, targets = rows.flatMap { $0.dropFirst() }
             let hidden = dropout(model.hiddenStates(ids, batch: Self.batch, length: Self.length), p: 0.1, rng: &dropoutRNG)
-            let loss = crossEntropy(logits: model.lmHead(hidden), targets: Array(targets))
+            let loss = crossEntropy(logits: model.logits(hidden), targets: Array(targets))
             optimizer.zeroGrad()
             loss.backward()
             clipGradNorm(model.parameters(), maxNorm: 1)
