@@ -60,16 +60,24 @@ public final class CausalLM: Module {
     public func generate(prompt: [Int32], maxNewTokens: Int, temperature: Float = 0, stop: Set<Int32> = [],
                          rng: inout RNG) -> [Int32] {
         precondition(!prompt.isEmpty, "generate: empty prompt")
-        return withoutGrad {
+        return generate(promptEmbeddings: withoutGrad { embed(prompt, batch: 1, length: prompt.count) },
+                        maxNewTokens: maxNewTokens, temperature: temperature, stop: stop, rng: &rng)
+    }
+
+    /// As `generate(prompt:…)`, from prompt embeddings [1, T, C] (e.g. text with image tokens spliced in).
+    public func generate(promptEmbeddings: Tensor, maxNewTokens: Int, temperature: Float = 0, stop: Set<Int32> = [],
+                         rng: inout RNG) -> [Int32] {
+        withoutGrad {
             let cache = KVCache(layers: model.layers.count)
-            var input = prompt, out: [Int32] = []
+            var input = promptEmbeddings, out: [Int32] = []
             while out.count < maxNewTokens {
-                let h = hiddenStates(embeddings: embed(input, batch: 1, length: input.count), cache: cache)
-                let last = logits(h.slice(axis: 1, (input.count - 1)..<input.count)).toArray()
+                let t = input.shape[1]
+                let h = hiddenStates(embeddings: input, cache: cache)
+                let last = logits(h.slice(axis: 1, (t - 1)..<t)).toArray()
                 let next = Int32(sampleToken(last, temperature: temperature, rng: &rng))
                 out.append(next)
                 if stop.contains(next) { break }
-                input = [next]
+                input = embed([next], batch: 1, length: 1)
             }
             return out
         }

@@ -94,6 +94,15 @@ final class OpGradientTests: XCTestCase {
         XCTAssertEqual(Array(g[15..<18]), [2, 2, 2], "row 5 appears once")
     }
 
+    func testGatherAndReplaceRows() {
+        let x = param([6, 2, 3], seed: 50), rows = param([2, 2, 3], seed: 51)
+        assertGradients([x]) { gatherRows(x, [4, 0, 4, 2]) }
+        assertGradients([x, rows]) { replacingRows(x, at: [5, 1], with: rows) }
+        let replaced = replacingRows(x, at: [5, 1], with: rows).toArray()
+        XCTAssertEqual(Array(replaced[30..<36]), Array(rows.toArray()[0..<6]))
+        XCTAssertEqual(Array(replaced[0..<6]), Array(x.toArray()[0..<6]))
+    }
+
     // MARK: softmax and losses
 
     func testSoftmaxAndLogSoftmaxOnAnyAxis() {
