@@ -27,6 +27,16 @@ public struct LoaderOptions: Sendable {
     public init() {}
 }
 
+/// The queue between the loader's worker thread and its consumer. The worker holds this strongly
+/// and the loader only weakly, so dropping the loader ends the worker (its deinit closes the channel).
+final class BatchChannel: @unchecked Sendable {
+    let condition = NSCondition()
+    var queue: [(batch: EpisodeBatch, after: EpisodeSampler)] = []
+    var failure: Error?
+    /// Bumped by every restart or close; a worker of an older generation exits and its batch is dropped.
+    var generation = 0
+}
+
 /// Batches in sampler order, decoded and augmented on a background thread. Augmentation draws
 /// depend only on (seed, epoch, cursor), never on timing, so a resumed run gets identical batches.
 public final class EpisodeLoader: @unchecked Sendable {
@@ -36,33 +46,32 @@ public final class EpisodeLoader: @unchecked Sendable {
     /// The position after the last batch handed out: what a checkpoint saves.
     public private(set) var consumed: EpisodeSampler
 
-    private var producer: EpisodeSampler
-    private let condition = NSCondition()
-    private var queue: [(batch: EpisodeBatch, after: EpisodeSampler)] = []
-    private var failure: Error?
-    private var generation = 0
+    private let channel = BatchChannel()
     private let augmentation = ImageAugmentation()
 
     public init(dataset: EpisodeDataset, stats: NormStats, options: LoaderOptions) throws {
         guard stats.schema == dataset.statsSchema else { throw EpisodeError("norm stats are for \(stats.schema), the dataset is \(dataset.statsSchema)") }
+        guard options.prefetch >= 1, options.batchSize >= 1, options.horizon >= 1 else {
+            throw EpisodeError("loader options: prefetch, batch size and horizon must be at least 1")
+        }
         (self.dataset, self.stats, self.options) = (dataset, stats, options)
         consumed = EpisodeSampler(lengths: dataset.episodes.map(\.length), seed: options.seed)
-        producer = consumed
-        start()
+        start(from: consumed)
     }
 
-    deinit { stop() }
+    deinit { close() }
 
     /// The next batch; rethrows a read error from the worker (naming file, episode and key).
     public func next() throws -> EpisodeBatch {
         let started = Date()
-        condition.lock()
-        defer { condition.unlock() }
-        while queue.isEmpty && failure == nil { condition.wait() }
-        if let failure { throw failure }
-        var (batch, after) = queue.removeFirst()
+        let c = channel
+        c.condition.lock()
+        defer { c.condition.unlock() }
+        while c.queue.isEmpty && c.failure == nil { c.condition.wait() }
+        if let failure = c.failure { throw failure }
+        var (batch, after) = c.queue.removeFirst()
         consumed = after
-        condition.signal()
+        c.condition.broadcast()
         batch.waitSeconds = Date().timeIntervalSince(started)
         return batch
     }
@@ -73,60 +82,61 @@ public final class EpisodeLoader: @unchecked Sendable {
     public func restore(from state: TrainerState) throws {
         var sampler = consumed
         try sampler.restore(from: state)
-        stop()
         consumed = sampler
-        producer = sampler
-        start()
+        start(from: sampler)
     }
 
-    private func start() {
-        condition.lock()
-        generation += 1
-        let mine = generation
-        queue.removeAll()
-        failure = nil
-        condition.unlock()
-        // The worker holds the loader only while it assembles a batch, so a loader nobody uses any
-        // more is freed, and its deinit stops the worker.
-        let thread = Thread { [weak self, condition] in
+    private func close() {
+        channel.condition.lock()
+        channel.generation += 1
+        channel.queue.removeAll()
+        channel.condition.broadcast()
+        channel.condition.unlock()
+    }
+
+    /// Starts a worker producing batches from `sampler` onwards (retiring any earlier worker).
+    private func start(from sampler: EpisodeSampler) {
+        let c = channel
+        c.condition.lock()
+        c.generation += 1
+        let mine = c.generation
+        c.queue.removeAll()
+        c.failure = nil
+        c.condition.broadcast()
+        c.condition.unlock()
+        let prefetch = options.prefetch
+        // The worker touches the loader only to assemble a batch, outside the channel's lock, so the
+        // loader's deinit (which takes that lock) can never run while the worker holds it.
+        let thread = Thread { [weak self] in
+            var next = sampler
             while true {
-                condition.lock()
-                while true {  // wait for room without holding the loader
-                    let full: Bool? = { guard let me = self, me.generation == mine else { return nil }; return me.queue.count >= me.options.prefetch }()
-                    guard let full else { condition.unlock(); return }
-                    if !full { break }
-                    condition.wait()
+                c.condition.lock()
+                while c.generation == mine && c.queue.count >= prefetch { c.condition.wait() }
+                let current = c.generation == mine
+                c.condition.unlock()
+                guard current else { return }
+                var advanced = next
+                let result: Result<EpisodeBatch, Error>? = { () -> Result<EpisodeBatch, Error>? in
+                    guard let loader = self else { return nil }
+                    return Result { try loader.assemble(&advanced) }
+                }()
+                guard let result else { return }
+                c.condition.lock()
+                defer { c.condition.unlock() }
+                guard c.generation == mine else { return }
+                switch result {
+                case .success(let batch):
+                    c.queue.append((batch, advanced))
+                    next = advanced
+                case .failure(let error):
+                    c.failure = error
                 }
-                guard let me = self else { condition.unlock(); return }
-                var sampler = me.producer
-                condition.unlock()
-                let result = Result { try me.assemble(&sampler) }
-                condition.lock()
-                if me.generation == mine {
-                    switch result {
-                    case .success(let batch):
-                        me.producer = sampler
-                        me.queue.append((batch, sampler))
-                    case .failure(let error):
-                        me.failure = error
-                    }
-                    condition.broadcast()
-                }
-                let failed = me.failure != nil
-                condition.unlock()
-                if failed { return }
+                c.condition.broadcast()
+                if c.failure != nil { return }
             }
         }
         thread.name = "episode-loader"
         thread.start()
-    }
-
-    private func stop() {
-        condition.lock()
-        generation += 1
-        queue.removeAll()
-        condition.broadcast()
-        condition.unlock()
     }
 
     /// Reads, augments and normalises one batch, advancing `sampler`.

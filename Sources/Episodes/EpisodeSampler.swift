@@ -48,11 +48,15 @@ public struct EpisodeSampler: Sendable {
         state.setRNG("\(name).epoch_start", epochStart)
         state.dataLoader["\(name).epoch"] = epoch
         state.dataLoader["\(name).cursor"] = cursor
+        state.dataLoader["\(name).steps"] = count
     }
 
     public mutating func restore(from state: TrainerState, name: String = "sampler") throws {
         guard let e = state.dataLoader["\(name).epoch"], let c = state.dataLoader["\(name).cursor"], c >= 0, c <= count else {
             throw EpisodeError("trainer state has no valid position for data sampler '\(name)' (dataset of \(count) steps)")
+        }
+        if let saved = state.dataLoader["\(name).steps"], saved != count {
+            throw EpisodeError("the data changed since the checkpoint: sampler '\(name)' had \(saved) steps, the dataset now has \(count)")
         }
         epochStart = try state.rng("\(name).epoch_start")
         order = shuffledOrder()

@@ -17,6 +17,8 @@ public struct PreparedRun<Recipe: RecipeSchema> {
     public let resolved: RecipeValue
     public let run: RunDirectory
     public let resuming: Bool
+    /// The run folder's write lock, held from before the folder was touched; hand it to the Trainer.
+    public let lock: RunLock
     /// Human-readable notes (e.g. keys changed on resume).
     public let notes: [String]
 }
@@ -37,11 +39,13 @@ public enum RunSetup {
         let tree = try RecipeLoader.load(url, overrides: overrides)
         let (recipe, resolved) = try RecipeValidator.resolve(tree, as: R.self, source: url.path)
         let folder = runDirectory ?? defaultRunDirectory(for: url)
-        if mode == .overwrite && FileManager.default.fileExists(atPath: folder.path) {
-            try RunDirectory(folder).lockForWriting().release()  // never delete a folder a trainer is using
-            try FileManager.default.removeItem(at: folder)
-        }
         let run = try RunDirectory(folder)
+        let lock = try run.lockForWriting()  // held from here on: nobody else writes this folder meanwhile
+        if mode == .overwrite {
+            for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) where name != ".lock" {
+                try FileManager.default.removeItem(at: folder.appendingPathComponent(name))
+            }
+        }
         let recipeFile = folder.appendingPathComponent("recipe.yaml")
         let resuming = !run.steps().isEmpty
         if mode == .required && !resuming { throw RecipeError("--resume: no checkpoint to resume in \(folder.path)") }
@@ -59,7 +63,7 @@ public enum RunSetup {
             notes = changed.map { "resuming with \($0) changed: \(before[$0]?.description ?? "absent") -> \(after[$0]?.description ?? "absent")" }
         }
         try run.writeFile("recipe.yaml", Data(try resolved.yaml().utf8))
-        return PreparedRun(recipe: recipe, resolved: resolved, run: run, resuming: resuming, notes: notes)
+        return PreparedRun(recipe: recipe, resolved: resolved, run: run, resuming: resuming, lock: lock, notes: notes)
     }
 
     /// Dotted path → leaf value.

@@ -14,7 +14,7 @@ public enum TaskRegistry {
         switch task {
         case "sequence-lm":
             let prepared = try RunSetup.prepare(SequenceLMRecipe.self, recipe: url, overrides: overrides, runDirectory: runDirectory, mode: mode)
-            let trainer = Trainer(train: prepared.recipe.train, task: SequenceLMTask(prepared.recipe), run: prepared.run)
+            let trainer = Trainer(train: prepared.recipe.train, task: SequenceLMTask(prepared.recipe), run: prepared.run, lock: prepared.lock)
             return try trainer.run(header: RunHeader.lines(command: command, recipe: url.path) + prepared.notes)
         default:
             let hint = RecipeValidator.closest(task, among: names).map { " (did you mean '\($0)'?)" } ?? ""

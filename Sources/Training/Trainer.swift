@@ -21,8 +21,13 @@ public final class Trainer {
     let log: (String) -> Void
     private var hooks: [(every: Int, name: String, body: (Int) throws -> [String: Double])] = []
 
-    public init(train: TrainSection, task: TrainingTask, run: RunDirectory, log: @escaping (String) -> Void = { print($0) }) {
-        (self.train, self.task, self.run, self.log) = (train, task, run, log)
+    private let heldLock: RunLock?
+
+    /// - Parameter lock: the run folder's write lock when the caller already holds it (`RunSetup`
+    ///   takes it before touching the folder); otherwise `run()` takes it.
+    public init(train: TrainSection, task: TrainingTask, run: RunDirectory, lock: RunLock? = nil,
+                log: @escaping (String) -> Void = { print($0) }) {
+        (self.train, self.task, self.run, self.heldLock, self.log) = (train, task, run, lock, log)
     }
 
     /// Runs `body(step)` every `every` updates; its scalars are logged under "<name>/<key>".
@@ -31,7 +36,7 @@ public final class Trainer {
     }
 
     public func run(header: [String] = []) throws -> TrainingOutcome {
-        let lock = try run.lockForWriting()
+        let lock = try heldLock ?? run.lockForWriting()
         defer { lock.release() }
         let model = task.model
         try applyTrainability(model, trainable: train.trainable, frozen: train.frozen)
@@ -68,6 +73,7 @@ public final class Trainer {
         guard !optimizer.slots.isEmpty else { throw RecipeError("train.trainable/frozen: no parameter is trainable") }
 
         StopSignal.install()
+        defer { StopSignal.uninstall() }
         let progress = ProgressLine(totalSteps: train.steps)
         var window = (loss: 0.0, samples: 0, seconds: 0.0, dataSeconds: 0.0, steps: 0)
         var lastSaved = resumedFrom == nil ? -1 : state.step
@@ -131,7 +137,7 @@ public final class Trainer {
                 progress.show(progress.render(step: state.step, loss: window.loss / n, lr: lr,
                                               samplesPerSecond: scalars["samples_per_second"]!, dataShare: scalars["data_share"]!,
                                               secondsPerStep: window.seconds / n))
-                state.metrics = scalars
+                state.metrics = scalars.filter { $0.value.isFinite }  // JSON has no NaN/Inf
                 try metrics.append(step: state.step, scalars)
                 try tensorboard.scalars(scalars, step: state.step)
                 window = (0, 0, 0, 0, 0)

@@ -122,6 +122,8 @@ final class EpisodeTests: XCTestCase {
         var restored = EpisodeSampler(lengths: [5, 9, 7], seed: 999)
         XCTAssertNoThrow(try restored.restore(from: state))
         XCTAssertEqual((0..<40).map { _ in restored.next() }.map { [$0.episode, $0.step] }, expected.map { [$0.episode, $0.step] })
+        var other = EpisodeSampler(lengths: [5, 9, 8], seed: 11)
+        assertEpisodeError(["the data changed since the checkpoint", "had 21 steps, the dataset now has 22"]) { try other.restore(from: state) }
         var fresh = EpisodeSampler(lengths: [5, 9, 7], seed: 11)
         let epoch = (0..<21).map { _ in fresh.next() }
         XCTAssertEqual(Set(epoch.map { "\($0.episode):\($0.step)" }).count, 21, "an epoch visits every step once")
@@ -207,6 +209,25 @@ final class EpisodeTests: XCTestCase {
         XCTAssertNotNil(packages["mujoco"])
     }
 
+    /// A loader nobody holds any more stops its worker thread (no deadlock, no leaked thread).
+    func testDroppedLoadersReleaseTheirWorkers() throws {
+        let dataset = try EpisodeDataset(files: [fixtures.path("robomimic_none.hdf5")], layout: .metaworld)
+        let stats = try NormStats(dataset: dataset)
+        var options = LoaderOptions()
+        (options.batchSize, options.prefetch) = (2, 1)
+        weak var last: EpisodeLoader?
+        for _ in 0..<200 {
+            let loader = try EpisodeLoader(dataset: dataset, stats: stats, options: options)
+            _ = try loader.next()
+            last = loader
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while last != nil && Date() < deadline { usleep(1000) }
+        XCTAssertNil(last, "the last loader was freed")
+        options.prefetch = 0
+        XCTAssertThrowsError(try EpisodeLoader(dataset: dataset, stats: stats, options: options))
+    }
+
     func testBadInputsGiveErrorsNamingFileEpisodeAndKey() throws {
         let p = fixtures.path
         assertEpisodeError([p("missing_key.hdf5"), "demo_1", "missing proprio key 'data/demo_1/obs/ee_pos'"]) {
@@ -229,6 +250,9 @@ final class EpisodeTests: XCTestCase {
         assertEpisodeError(["nope.hdf5", "file not found"]) { _ = try EpisodeDataset(files: [p("nope.hdf5")], layout: .metaworld) }
         assertEpisodeError([p("robomimic_none.hdf5"), "missing split 'mask/test'"]) {
             _ = try EpisodeDataset(files: [p("robomimic_none.hdf5")], layout: .metaworld, split: "test")
+        }
+        assertEpisodeError([p("array_instruction.hdf5"), "attribute 'data@language_instruction' holds 2 strings, expected one"]) {
+            _ = try EpisodeDataset(files: [p("array_instruction.hdf5")], layout: .metaworld)
         }
         assertEpisodeError([p("aloha.hdf5"), "missing group 'data'"]) { _ = try EpisodeDataset(files: [p("aloha.hdf5")], layout: .metaworld) }
 

@@ -43,6 +43,17 @@ final class EpisodeDataSectionTests: XCTestCase {
         let stats = try NormStats.read(from: run.url.appendingPathComponent("norm_stats.json"), expecting: loader.stats.schema)
         XCTAssertEqual(stats.schema.proprioKeys, ["qpos"])
 
+        // A new file matching the glob changes the data under a run that already has statistics.
+        do {
+            let w = try HDF5Writer(path: dir.appendingPathComponent("episode_1.hdf5").path)
+            try w.write("action", shape: [3, 14], floats: [Float](repeating: 0.5, count: 42))
+            try w.write("observations/qpos", shape: [3, 14], floats: [Float](repeating: 0, count: 42))
+            try w.write("observations/images/cam_high", shape: [3, 8, 8, 3], bytes: [UInt8](repeating: 7, count: 576))
+        }
+        assertRecipeError("the training data changed since this run started") {
+            _ = try recipe.data.trainingLoader(run: run, batchSize: 3, seed: 0)
+        }
+
         assertRecipeError("data.files: 'nothing/*.hdf5' matches no file") {
             var data = recipe.data
             data.files = ["nothing/*.hdf5"]

@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import TestSupport
 import XCTest
@@ -111,7 +112,7 @@ final class RecipeTests: XCTestCase {
         let url = dir.appendingPathComponent("r.yaml")
         var prepared = try RunSetup.prepare(SequenceLMRecipe.self, recipe: url, overrides: [], runDirectory: runDir, mode: .automatic)
         XCTAssertFalse(prepared.resuming)
-        _ = try Trainer(train: prepared.recipe.train, task: SequenceLMTask(prepared.recipe), run: prepared.run, log: { _ in }).run()
+        _ = try Trainer(train: prepared.recipe.train, task: SequenceLMTask(prepared.recipe), run: prepared.run, lock: prepared.lock, log: { _ in }).run()
 
         assertRecipeError("model.hidden_size: saved 32, now 64") {
             _ = try RunSetup.prepare(SequenceLMRecipe.self, recipe: url, overrides: ["model.hidden_size=64"], runDirectory: runDir, mode: .automatic)
@@ -120,9 +121,16 @@ final class RecipeTests: XCTestCase {
         XCTAssertTrue(prepared.resuming)
         XCTAssertEqual(prepared.notes, ["resuming with train.steps changed: 4 -> 6"])
         XCTAssertTrue(try String(contentsOf: runDir.appendingPathComponent("recipe.yaml"), encoding: .utf8).contains("steps: 6"))
+        // The folder is locked while a prepared run holds it.
+        XCTAssertThrowsError(try RunSetup.prepare(SequenceLMRecipe.self, recipe: url, overrides: [], runDirectory: runDir, mode: .automatic)) {
+            XCTAssertTrue("\($0)".contains("is training in this run folder"), "\($0)")
+        }
+        prepared.lock.release()
 
         prepared = try RunSetup.prepare(SequenceLMRecipe.self, recipe: url, overrides: ["model.hidden_size=64"], runDirectory: runDir, mode: .overwrite)
         XCTAssertFalse(prepared.resuming)
+        XCTAssertEqual(prepared.run.steps(), [], "overwrite cleared the old checkpoints")
+        prepared.lock.release()
         assertRecipeError("no checkpoint to resume") {
             _ = try RunSetup.prepare(SequenceLMRecipe.self, recipe: url, overrides: [], runDirectory: dir.appendingPathComponent("empty"), mode: .required)
         }

@@ -13,6 +13,7 @@ final class LineFitTask: TrainingTask {
     var calls = 0
     let nanAfter: Int?
 
+    var extraMetrics: [String: Double] = [:]
     init(nanAfter: Int? = nil) { self.nanAfter = nanAfter }
 
     func trainingLoss() throws -> MicroBatch {
@@ -20,7 +21,7 @@ final class LineFitTask: TrainingTask {
         let x = Tensor([1, 2, 3, 4], shape: [4, 1])
         var loss = mseLoss(linear(x, weight: line.weight), x * 3)
         if let nanAfter, calls > nanAfter { loss = loss * Float.nan }
-        return MicroBatch(loss: loss, samples: 4)
+        return MicroBatch(loss: loss, samples: 4, metrics: extraMetrics)
     }
     func validationLoss(batches: Int) throws -> Double? { nil }
     func save(into state: inout TrainerState) { state.dataLoader["calls"] = calls }
@@ -72,6 +73,29 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try Trainer(train: train, task: LineFitTask(), run: try temporaryRun(), log: { _ in }).run()) {
             XCTAssertTrue("\($0)".contains("train.frozen: pattern 'wieght' matches no parameter"), "\($0)")
         }
+    }
+
+    /// A task metric that is NaN (0/0 accuracy on an empty batch, say) is logged but cannot break saving.
+    func testNonFiniteMetricsDoNotBreakCheckpoints() throws {
+        let run = try temporaryRun()
+        var train = TrainSection()
+        (train.steps, train.logEvery, train.saveEvery) = (4, 1, 2)
+        let task = LineFitTask()
+        task.extraMetrics = ["accuracy": .nan]
+        XCTAssertEqual(try Trainer(train: train, task: task, run: run, log: { _ in }).run(), .completed(step: 4))
+        XCTAssertEqual(run.lastStep(), 4)
+    }
+
+    /// A stop request ends that run only: the next run in the same process trains normally.
+    func testAStopRequestDoesNotOutliveItsRun() throws {
+        let run = try temporaryRun()
+        var train = TrainSection()
+        (train.steps, train.logEvery, train.saveEvery) = (10, 100, 100)
+        let first = Trainer(train: train, task: LineFitTask(), run: run, log: { _ in })
+        first.addEvaluationHook(every: 3, name: "stop") { _ in raise(SIGTERM); return [:] }
+        XCTAssertEqual(try first.run(), .interrupted(signal: SIGTERM, step: 3))
+        XCTAssertEqual(run.lastStep(), 3, "saved on the way out")
+        XCTAssertEqual(try Trainer(train: train, task: LineFitTask(), run: run, log: { _ in }).run(), .completed(step: 10))
     }
 
     func testEvaluationHooksRunOnScheduleAndAreLogged() throws {

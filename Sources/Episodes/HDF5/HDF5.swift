@@ -114,6 +114,12 @@ public final class HDF5File {
             let type = H5Aget_type(a)
             defer { H5Tclose(type) }
             guard H5Tget_class(type) == H5T_STRING else { throw HDF5Error(path: path, message: "attribute '\(key)@\(name)' is not a string") }
+            let space = H5Aget_space(a)
+            let points = H5Sget_simple_extent_npoints(space)
+            H5Sclose(space)
+            guard points == 1 else {  // the reads below have room for exactly one string
+                throw HDF5Error(path: path, message: "attribute '\(key)@\(name)' holds \(points) strings, expected one")
+            }
             if H5Tis_variable_str(type) > 0 {
                 let memType = H5Tcopy(chdf5_c_s1())
                 defer { H5Tclose(memType) }

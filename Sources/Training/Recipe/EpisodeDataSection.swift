@@ -50,11 +50,16 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
     public func trainingLoader(run: RunDirectory, batchSize: Int, seed: Int) throws -> EpisodeLoader {
         let dataset = try EpisodeDataset(files: resolvedFiles(), layout: episodeLayout, split: trainSplit.isEmpty ? nil : trainSplit)
         let statsURL = run.url.appendingPathComponent("norm_stats.json")
+        let fresh = try NormStats(dataset: dataset)
         let stats: NormStats
         if FileManager.default.fileExists(atPath: statsURL.path) {
             stats = try NormStats.read(from: statsURL, expecting: dataset.statsSchema)
+            guard stats.dataHash == fresh.dataHash else {
+                throw RecipeError("\(statsURL.path): the training data changed since this run started (data hash differs); " +
+                                  "restore the files, or start a new run with --overwrite or another --run-dir")
+            }
         } else {
-            stats = try NormStats(dataset: dataset)
+            stats = fresh
             try stats.write(to: statsURL)
         }
         var options = LoaderOptions()

@@ -47,6 +47,8 @@ public struct TrainSection: Codable, Sendable, Equatable {
         try require(saveEvery > 0, "train.save_every: must be positive, got \(saveEvery)")
         try require(keepLast >= 1, "train.keep_last: must be at least 1, got \(keepLast)")
         try require(evalEvery >= 0 && keepEvery >= 0, "train.eval_every and train.keep_every: must be >= 0")
+        try require(evalBatches >= 1, "train.eval_batches: must be at least 1, got \(evalBatches)")
+        try require(seed >= 0, "train.seed: must be >= 0, got \(seed)")
     }
 
     /// Keys that may change when a run resumes (longer training, different bookkeeping).

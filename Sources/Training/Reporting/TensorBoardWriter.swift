@@ -9,7 +9,8 @@ public final class TensorBoardWriter {
 
     public init(directory: URL) throws {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
-        url = directory.appendingPathComponent("events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(host).\(getpid()).0")
+        // time.host.pid.random: unique even for two writers of one process within a second.
+        url = directory.appendingPathComponent("events.out.tfevents.\(Int(Date().timeIntervalSince1970)).\(host).\(getpid()).\(UInt32.random(in: 0...UInt32.max))")
         guard FileManager.default.createFile(atPath: url.path, contents: nil), let handle = FileHandle(forWritingAtPath: url.path) else {
             throw RecipeError("cannot create TensorBoard event file \(url.path)")
         }

@@ -34,8 +34,8 @@ public struct SequenceLMRecipe: RecipeSchema {
         guard model.hiddenSize % model.numHeads == 0, model.numHeads % model.numKeyValueHeads == 0 else {
             throw RecipeError("model: hidden_size must divide by num_heads, and num_heads by num_key_value_heads")
         }
-        guard data.sequenceLength >= 3, data.maxStride >= 1, data.maxStride < model.vocabSize else {
-            throw RecipeError("data: need sequence_length >= 3 and 1 <= max_stride < model.vocab_size")
+        guard data.sequenceLength >= 3, data.maxStride >= 1, data.maxStride < model.vocabSize, data.validationSeed >= 0 else {
+            throw RecipeError("data: need sequence_length >= 3, 1 <= max_stride < model.vocab_size and validation_seed >= 0")
         }
     }
 }

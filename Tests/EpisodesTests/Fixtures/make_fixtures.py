@@ -94,6 +94,10 @@ def main(inp, outp):
     with h5py.File(os.path.join(d, "missing_key.hdf5"), "a") as f:
         del f["data/demo_1/obs/ee_pos"]
 
+    write_robomimic(os.path.join(d, "array_instruction.hdf5"), "none")
+    with h5py.File(os.path.join(d, "array_instruction.hdf5"), "a") as f:
+        f["data"].attrs["language_instruction"] = ["push the puck", "then stop"]
+
     with open(os.path.join(d, "robomimic_zstd.hdf5"), "rb") as f:
         whole = f.read()
     with open(os.path.join(d, "truncated.hdf5"), "wb") as f:
