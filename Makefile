@@ -13,7 +13,7 @@ OVERRIDES ?=
 RUN_DIR := Checkpoints/$(RECIPE)/$(STAGE)
 TRAIN_FLAGS := $(foreach o,$(OVERRIDES),--set $(o)) $(if $(RESUME),--resume) $(if $(OVERWRITE),--overwrite)
 
-.PHONY: help setup system-packages venv build test bench demo data train plot clean
+.PHONY: help setup system-packages venv build test bench demo data vlm train plot clean
 
 help:
 	@echo "make setup   system packages ($(APT_PACKAGES)) + the Python venv under $(VENV)"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench   kernel and step benchmarks -> Benchmarks/results/latest.json"
 	@echo "make demo    the whole pipeline on the embedded tiny recipe"
 	@echo "make data RECIPE=tiny|metaworld-mt10   Meta-World demonstrations -> Datasets/\$$RECIPE/*.hdf5"
+	@echo "make vlm RECIPE=tiny    stage 0: train the VLM (Recipes/\$$RECIPE/vlm.yaml -> Checkpoints/\$$RECIPE/vlm)"
 	@echo "make train RECIPE=tiny STAGE=lm [OVERRIDES=\"train.steps=200\"] [RESUME=1|OVERWRITE=1]"
 	@echo "             train Recipes/\$$RECIPE/\$$STAGE.yaml into Checkpoints/\$$RECIPE/\$$STAGE (resumes by default)"
 	@echo "make plot RECIPE=tiny STAGE=lm   loss and metric curves of that run as a PNG"
@@ -60,9 +61,17 @@ demo:
 	@echo "issues 4-10; today the foundation is in place: run 'make test' or 'make bench'."
 	@exit 2
 
-# Generator arguments per recipe live in Recipes/<recipe>/data.args.
+# Generator arguments per recipe live in Recipes/<recipe>/data.args (robot demonstrations) and
+# Recipes/<recipe>/vqa.args (general VQA for the VLM).
 data: setup
 	$(VENV)/bin/python Datasets/metaworld/generate.py $$(cat Recipes/$(RECIPE)/data.args) --out Datasets/$(RECIPE)
+	@if [ -f Recipes/$(RECIPE)/vqa.args ]; then \
+		$(VENV)/bin/python Datasets/vqa/generate_shapes.py $$(cat Recipes/$(RECIPE)/vqa.args) --out Datasets/$(RECIPE)/shapes.hdf5; fi
+
+# Stage 0: Recipes/$(RECIPE)/vlm.yaml -> Checkpoints/$(RECIPE)/vlm
+vlm: system-packages
+	$(SWIFT) build -c release --product pretrain-vlm
+	.build/release/pretrain-vlm Recipes/$(RECIPE)/vlm.yaml --run-dir Checkpoints/$(RECIPE)/vlm $(TRAIN_FLAGS)
 
 train: system-packages
 	$(SWIFT) build -c release --product vla

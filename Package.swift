@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "Episodes", targets: ["Episodes"]),
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "vla", targets: ["vla"]),
+        .executable(name: "pretrain-vlm", targets: ["pretrain-vlm"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -44,9 +45,11 @@ let package = Package(
         .target(name: "HDF5Zstd", dependencies: ["CHDF5", "CZstd"]),
         .target(name: "Episodes", dependencies: ["Autograd", "Checkpoint", "CHDF5", "HDF5Zstd"], swiftSettings: optimisedEvenInDebug),
 
-        .target(name: "Training", dependencies: ["Autograd", "Checkpoint", "Models", "Episodes", "CZlib", .product(name: "Yams", package: "Yams")],
+        .target(name: "Training", dependencies: ["Autograd", "Checkpoint", "Models", "Episodes", "CZlib", .product(name: "Yams", package: "Yams"),
+                                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: optimisedEvenInDebug),
         .executableTarget(name: "vla", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "pretrain-vlm", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "bench", dependencies: ["Autograd", "Models", "Episodes"], path: "Benchmarks/bench"),
 
         // Shared test helpers: Python reference runner, gradient checks, child processes.

@@ -26,7 +26,7 @@ public final class Trainer {
     /// - Parameter lock: the run folder's write lock when the caller already holds it (`RunSetup`
     ///   takes it before touching the folder); otherwise `run()` takes it.
     public init(train: TrainSection, task: TrainingTask, run: RunDirectory, lock: RunLock? = nil,
-                log: @escaping (String) -> Void = { print($0) }) {
+                log: @escaping (String) -> Void = { print($0); fflush(nil) }) {
         (self.train, self.task, self.run, self.heldLock, self.log) = (train, task, run, lock, log)
     }
 

@@ -9,7 +9,7 @@ struct VLA: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vla",
         abstract: "InstructVLA-Swift utilities: train a recipe, plot a run, inspect a checkpoint.",
-        subcommands: [Train.self, Plot.self, Stats.self, Inspect.self])
+        subcommands: [Train.self, Eval.self, Plot.self, Stats.self, Inspect.self])
 }
 
 /// Prints `error: …` and exits with `code`, instead of a stack trace.
@@ -21,45 +21,49 @@ func fail(_ error: Error, code: Int32 = 1) -> Never {
 extension VLA {
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Train from a recipe. Resumes when the run folder has checkpoints.",
-            discussion: """
-            Exit status: 0 done; 3 stopped on a non-finite loss (last good checkpoint kept); 128+N stopped by \
-            signal N after saving a checkpoint (rerun to resume); 1 or 2 on errors.
-            """)
+            abstract: "Train any recipe (its `task:` picks the model). Resumes when the run folder has checkpoints.",
+            discussion: TrainArguments.exitStatusHelp)
 
-        @Argument(help: "Recipe file, e.g. Recipes/tiny/lm.yaml")
-        var recipe: String
+        @OptionGroup var arguments: TrainArguments
 
-        @Option(name: .customLong("set"), help: "Override a recipe key, e.g. --set train.steps=200 (repeatable).")
-        var overrides: [String] = []
+        func run() throws { arguments.runAndExit() }
+    }
 
-        @Flag(help: "Require a checkpoint to resume from.")
-        var resume = false
+    struct Eval: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Evaluate a trained run. --vqa: exact-match accuracy of a VLM run on a held-out split, per question type.")
 
-        @Flag(help: "Delete the run folder and start over.")
-        var overwrite = false
+        @Argument(help: "Run folder (e.g. Checkpoints/tiny/vlm).")
+        var runFolder: String
 
-        @Option(help: "Run folder (default: Checkpoints/<recipe folder>/<recipe name>).")
-        var runDir: String?
+        @Flag(help: "Score visual question answering (a 'vlm' run).")
+        var vqa = false
 
-        func validate() throws {
-            if resume && overwrite { throw ValidationError("--resume and --overwrite contradict each other") }
-        }
+        @Option(help: "Split to score.")
+        var split = "test"
+
+        @Option(help: "Score only the first N examples.")
+        var limit: Int?
+
+        @Option(name: .shortAndLong, help: "Write the results JSON here (default: <run>/eval_vqa_<split>.json).")
+        var output: String?
 
         func run() throws {
-            let mode: ResumeMode = resume ? .required : overwrite ? .overwrite : .automatic
-            let outcome: TrainingOutcome
+            guard vqa else { throw ValidationError("say what to evaluate: --vqa (closed-loop evaluation arrives with the evaluation issue)") }
             do {
-                outcome = try TaskRegistry.train(recipe: URL(fileURLWithPath: recipe), overrides: overrides,
-                                                 runDirectory: runDir.map { URL(fileURLWithPath: $0) }, mode: mode,
-                                                 command: (["vla"] + CommandLine.arguments.dropFirst()).joined(separator: " "))
+                let folder = URL(fileURLWithPath: runFolder)
+                let score = try VQAEvaluation.run(runFolder: folder, split: split, limit: limit)
+                for (type, c) in score.perType.sorted(by: { $0.key < $1.key }) {
+                    print(String(format: "  %-10@ %5.1f%%  (%d/%d)", type as NSString, Double(c.correct) / Double(max(c.total, 1)) * 100, c.correct, c.total))
+                }
+                print(String(format: "exact match on %@: %.1f%%", split as NSString, score.accuracy * 100))
+                let target = output.map { URL(fileURLWithPath: $0) } ?? folder.appendingPathComponent("eval_vqa_\(split).json")
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(score).write(to: target, options: .atomic)
+                print("wrote \(target.path)")
             } catch {
-                fail(error, code: error is RecipeError ? 2 : 1)
-            }
-            switch outcome {
-            case .completed: break
-            case .interrupted(let signal, _): Foundation.exit(128 + signal)
-            case .diverged: Foundation.exit(3)
+                fail(error)
             }
         }
     }

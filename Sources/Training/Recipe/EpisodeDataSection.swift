@@ -33,12 +33,15 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
     }
 
     /// The files the patterns name, sorted; a pattern matching nothing is an error.
-    public func resolvedFiles() throws -> [String] {
+    public func resolvedFiles() throws -> [String] { try Self.expand(files, key: "data.files") }
+
+    /// Glob patterns → sorted file paths; `key` names the recipe key in errors.
+    public static func expand(_ patterns: [String], key: String) throws -> [String] {
         var out: [String] = []
-        for pattern in files {
+        for pattern in patterns {
             var g = glob_t()
             defer { globfree(&g) }
-            guard glob(pattern, 0, nil, &g) == 0, g.gl_pathc > 0 else { throw RecipeError("data.files: '\(pattern)' matches no file") }
+            guard glob(pattern, 0, nil, &g) == 0, g.gl_pathc > 0 else { throw RecipeError("\(key): '\(pattern)' matches no file") }
             out += (0..<Int(g.gl_pathc)).compactMap { g.gl_pathv[$0].map { String(cString: $0) } }.sorted()
         }
         return out

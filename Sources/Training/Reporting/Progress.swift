@@ -17,6 +17,7 @@ struct ProgressLine {
             FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
         } else {
             print(line)
+            fflush(nil)  // a log file (nohup, a job scheduler) sees each line as it happens
         }
     }
 

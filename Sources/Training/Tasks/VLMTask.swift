@@ -1,0 +1,213 @@
+import Autograd
+import Checkpoint
+import Episodes
+import Foundation
+import Models
+
+/// Recipe of `vlm` (stage 0, `pretrain-vlm`): the whole VLM trained on image/question/answer data.
+public struct VLMRecipe: RecipeSchema {
+    public struct Model: Codable, Sendable, Equatable {
+        public var imageSize = 32
+        public var patchSize = 4
+        public var visionHiddenSize = 64
+        public var visionLayers = 2
+        public var visionHeads = 4
+        public var visionIntermediateSize = 128
+        public var hiddenSize = 96
+        public var numLayers = 2
+        public var numHeads = 4
+        public var numKeyValueHeads = 2
+        public var intermediateSize = 192
+        public var tieWordEmbeddings = true
+    }
+    public struct Tokenizer: Codable, Sendable, Equatable {
+        /// Trained on the recipe's text at the start of a run (kept in the run folder).
+        public var vocabSize = 384
+    }
+    public struct Data: Codable, Sendable, Equatable {
+        /// VQA files (globs allowed) in the layout of Datasets/vqa/generate_shapes.py.
+        public var files: [String] = []
+        public var trainSplit = "train"
+        public var testSplit = "test"
+        /// Tokens per example (prompt with image placeholders + answer), padded.
+        public var maxLength = 48
+        /// Held-out examples scored by exact match at each evaluation (0: none).
+        public var evalExamples = 100
+    }
+
+    public var task = "vlm"
+    public var model = Model()
+    public var tokenizer = Tokenizer()
+    public var data = Data()
+    public var train = TrainSection()
+
+    public init() {}
+
+    public func validate() throws {
+        guard task == "vlm" else { throw RecipeError("task: this recipe type is 'vlm', got '\(task)'") }
+        try train.validate()
+        guard !data.files.isEmpty else { throw RecipeError("data.files: list the VQA files") }
+        guard model.imageSize % (2 * model.patchSize) == 0 else {
+            throw RecipeError("model.image_size: must be a multiple of 2 × patch_size (the projector merges 2×2 patches)")
+        }
+        guard model.visionHiddenSize % model.visionHeads == 0, model.hiddenSize % model.numHeads == 0,
+              model.numHeads % model.numKeyValueHeads == 0 else {
+            throw RecipeError("model: widths must divide by their head counts, and num_heads by num_key_value_heads")
+        }
+        guard tokenizer.vocabSize > 256 + ChatTemplate.specialTokens.count else {
+            throw RecipeError("tokenizer.vocab_size: must exceed 259 (256 byte symbols + special tokens)")
+        }
+        guard data.maxLength > 0, data.evalExamples >= 0 else { throw RecipeError("data.max_length must be positive, data.eval_examples >= 0") }
+    }
+
+    var visionConfig: VisionConfig {
+        VisionConfig(imageSize: model.imageSize, patchSize: model.patchSize, hiddenSize: model.visionHiddenSize,
+                     numLayers: model.visionLayers, numHeads: model.visionHeads, intermediateSize: model.visionIntermediateSize)
+    }
+    var languageConfig: TransformerConfig {
+        TransformerConfig(hiddenSize: model.hiddenSize, numHeads: model.numHeads, numKeyValueHeads: model.numKeyValueHeads,
+                          intermediateSize: model.intermediateSize)
+    }
+}
+
+/// Stage 0: image + question → answer, cross-entropy on the answer tokens.
+public final class VLMTask: TrainingTask {
+    public let recipe: VLMRecipe
+    public let vlm: VisionLanguageModel
+    public let tokenizer: BPETokenizer
+    public let template: ChatTemplate
+    let train: VQADataset
+    let test: VQADataset
+    var sampler: EpisodeSampler
+    public var model: Module { vlm }
+
+    /// Opens the data and the tokenizer: the run folder's tokenizer.json when there is one (a
+    /// resumed run keeps its vocabulary), else one trained on the training text and saved there.
+    public init(_ recipe: VLMRecipe, run: RunDirectory) throws {
+        self.recipe = recipe
+        let files = try EpisodeDataSection.expand(recipe.data.files, key: "data.files")
+        train = try VQADataset(files: files, split: recipe.data.trainSplit)
+        test = try VQADataset(files: files, split: recipe.data.testSplit)
+        guard train.imageShape == [recipe.model.imageSize, recipe.model.imageSize, 3] else {
+            throw RecipeError("model.image_size: \(recipe.model.imageSize) but the data's images are \(train.imageShape)")
+        }
+        let tokenizerURL = run.url.appendingPathComponent("tokenizer.json")
+        if FileManager.default.fileExists(atPath: tokenizerURL.path) {
+            tokenizer = try BPETokenizer(contentsOf: tokenizerURL)
+        } else {
+            let text = train.examples.flatMap { [$0.question, $0.answer] } + ["user\n", "assistant\n"]
+            tokenizer = try BPETokenizer.train(corpus: text, vocabularySize: recipe.tokenizer.vocabSize, specialTokens: ChatTemplate.specialTokens)
+            try tokenizer.write(to: tokenizerURL)
+        }
+        var rng = RNG(seed: UInt64(recipe.train.seed))
+        vlm = VisionLanguageModel(vision: recipe.visionConfig, language: recipe.languageConfig, vocabSize: tokenizer.vocabularySize,
+                                  numLayers: recipe.model.numLayers, imageTokenId: tokenizer.id(of: ChatTemplate.image)!,
+                                  tieWordEmbeddings: recipe.model.tieWordEmbeddings, rng: &rng)
+        template = ChatTemplate(imageTokens: vlm.tokensPerImage)
+        sampler = EpisodeSampler(lengths: [train.examples.count], seed: UInt64(recipe.train.seed) &+ 1)
+        // Every example must fit whole: a cut answer would train on half an answer.
+        let template = template, tokenizer = tokenizer
+        let longest = (train.examples + test.examples).map { e in
+            tokenizer.encode(template.prompt(question: e.question, withImage: true)).count + tokenizer.encode(e.answer + ChatTemplate.imEnd).count
+        }.max() ?? 0
+        guard longest <= recipe.data.maxLength else {
+            throw RecipeError("data.max_length: \(recipe.data.maxLength) tokens, but the longest example takes \(longest) " +
+                              "(\(vlm.tokensPerImage) of them image tokens); raise it to at least \(longest)")
+        }
+    }
+
+    /// Images [B, H, W, 3] in [0, 1], ids and targets of the examples `indices` of `data`.
+    func batch(_ data: VQADataset, _ indices: [Int]) throws -> (images: Tensor, ids: [Int32], targets: [Int32]) {
+        let side = recipe.model.imageSize
+        let images = Tensor.zeros([indices.count, side, side, 3])
+        var ids: [Int32] = [], targets: [Int32] = []
+        for (k, i) in indices.enumerated() {
+            let pixels = try data.image(i)
+            let out = images.pointer + k * pixels.count
+            for j in 0..<pixels.count { out[j] = Float(pixels[j]) / 255 }
+            let e = data.examples[i]
+            let example = template.trainingExample(question: e.question, answer: e.answer, withImage: true, tokenizer: tokenizer,
+                                                   length: recipe.data.maxLength)
+            ids += example.ids
+            targets += example.targets
+        }
+        return (images, ids, targets)
+    }
+
+    func loss(_ b: (images: Tensor, ids: [Int32], targets: [Int32]), count: Int) -> Tensor {
+        crossEntropy(logits: vlm(b.ids, batch: count, length: recipe.data.maxLength, images: b.images), targets: b.targets)
+    }
+
+    public func trainingLoss() throws -> MicroBatch {
+        let started = Date()
+        let indices = (0..<recipe.train.batchSize).map { _ in sampler.next().step }
+        let b = try batch(train, indices)
+        let dataSeconds = Date().timeIntervalSince(started)
+        return MicroBatch(loss: loss(b, count: indices.count), samples: indices.count, dataSeconds: dataSeconds)
+    }
+
+    public func validationLoss(batches: Int) throws -> Double? {
+        var total = 0.0, n = 0
+        for k in 0..<batches {
+            let indices = (0..<recipe.train.batchSize).map { (k * recipe.train.batchSize + $0) % test.examples.count }
+            total += Double(loss(try batch(test, indices), count: indices.count).item())
+            n += 1
+        }
+        return total / Double(max(n, 1))
+    }
+
+    /// Exact-match accuracy of greedy answers on the first `limit` examples of a split, per question type.
+    public func exactMatch(split: String, limit: Int? = nil) throws -> VQAScore {
+        let data = split == recipe.data.testSplit ? test : split == recipe.data.trainSplit ? train : try VQADataset(
+            files: EpisodeDataSection.expand(recipe.data.files, key: "data.files"), split: split)
+        var score = VQAScore(split: split)
+        let stop = tokenizer.id(of: ChatTemplate.imEnd)!
+        var rng = RNG(seed: 0)
+        for i in 0..<min(limit ?? data.examples.count, data.examples.count) {
+            let e = data.examples[i]
+            let (images, _, _) = try batch(data, [i])
+            let prompt = tokenizer.encode(template.prompt(question: e.question, withImage: true))
+            let answer = vlm.generate(prompt: prompt, image: images, maxNewTokens: 8, stop: [stop], rng: &rng)
+            let text = tokenizer.decode(answer.filter { $0 != stop }).trimmingCharacters(in: .whitespacesAndNewlines)
+            score.add(type: e.type, correct: text == e.answer)
+        }
+        return score
+    }
+
+    public func save(into state: inout TrainerState) { sampler.save(into: &state) }
+    public func restore(from state: TrainerState) throws { try sampler.restore(from: state) }
+}
+
+/// Exact-match results, overall and per question type (`vla eval --vqa` writes this as JSON).
+public struct VQAScore: Codable, Sendable, Equatable {
+    public struct Count: Codable, Sendable, Equatable { public var correct = 0, total = 0 }
+    public var split: String
+    public var perType: [String: Count] = [:]
+
+    enum CodingKeys: String, CodingKey { case split, perType = "per_type", accuracy }
+
+    public init(split: String) { self.split = split }
+
+    mutating func add(type: String, correct: Bool) {
+        perType[type, default: Count()].total += 1
+        if correct { perType[type, default: Count()].correct += 1 }
+    }
+
+    public var accuracy: Double {
+        let total = perType.values.map(\.total).reduce(0, +)
+        return total == 0 ? 0 : Double(perType.values.map(\.correct).reduce(0, +)) / Double(total)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(split, forKey: .split)
+        try c.encode(accuracy, forKey: .accuracy)
+        try c.encode(perType, forKey: .perType)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        split = try c.decode(String.self, forKey: .split)
+        perType = try c.decode([String: Count].self, forKey: .perType)
+    }
+}
