@@ -65,6 +65,7 @@ demo:
 # Recipes/<recipe>/vqa.args (general VQA for the VLM).
 data: setup
 	$(VENV)/bin/python Datasets/metaworld/generate.py $$(cat Recipes/$(RECIPE)/data.args) --out Datasets/$(RECIPE)
+	$(VENV)/bin/python Datasets/vqa/scene_qa.py --episodes 'Datasets/$(RECIPE)/*-v3.hdf5' --out Datasets/$(RECIPE)/scene_qa.hdf5
 	@if [ -f Recipes/$(RECIPE)/vqa.args ]; then \
 		$(VENV)/bin/python Datasets/vqa/generate_shapes.py $$(cat Recipes/$(RECIPE)/vqa.args) --out Datasets/$(RECIPE)/shapes.hdf5; fi
 

@@ -207,6 +207,23 @@ final class EpisodeTests: XCTestCase {
         let packages = try XCTUnwrap(card["packages"] as? [String: String], "the card records package versions")
         XCTAssertNotNil(packages["metaworld"])
         XCTAssertNotNil(packages["mujoco"])
+
+        // Scene questions from the same demonstrations' ground truth, test split from held-out demos.
+        let qa = out.appendingPathComponent("scene_qa.hdf5")
+        _ = try PythonReference.runScript("Datasets/vqa/scene_qa.py", arguments: ["--episodes", file, "--out", qa.path, "--per-demo", "4"])
+        let scenes = try VQADataset(files: [qa.path], split: "train"), heldOut = try VQADataset(files: [qa.path], split: "test")
+        XCTAssertEqual(scenes.imageShape, [16, 16, 3])
+        XCTAssertGreaterThanOrEqual(heldOut.examples.count, 2, "first and last frame of the held-out demo at least")
+        for e in scenes.examples + heldOut.examples {
+            switch e.type {
+            case "object": XCTAssertEqual(e.answer, "puck")
+            case "gripper": XCTAssertTrue(["open", "closed"].contains(e.answer))
+            case "height": XCTAssertTrue(["high", "low"].contains(e.answer))
+            case "touching", "lifted": XCTAssertTrue(["yes", "no"].contains(e.answer))
+            case "caption": XCTAssertTrue(e.answer.hasSuffix("the puck"), e.answer)
+            default: XCTFail("unexpected question type \(e.type) for reach-v3")
+            }
+        }
     }
 
     /// A loader nobody holds any more stops its worker thread (no deadlock, no leaked thread).
