@@ -186,7 +186,7 @@ final class EpisodeTests: XCTestCase {
     /// The real thing: Meta-World's scripted experts through Datasets/metaworld/generate.py, read here.
     func testGeneratedMetaWorldDemonstrationsLoad() throws {
         let out = fixtures.dir.appendingPathComponent("metaworld")
-        _ = try PythonReference.runScript("Datasets/metaworld/generate.py", arguments: [
+        try PythonReference.runScript("Datasets/metaworld/generate.py", arguments: [
             "--tasks", "reach-v3", "--demos-per-task", "3", "--image-size", "16", "--workers", "1", "--out", out.path,
         ])
         let file = out.appendingPathComponent("reach-v3.hdf5").path
@@ -210,7 +210,7 @@ final class EpisodeTests: XCTestCase {
 
         // Scene questions from the same demonstrations' ground truth, test split from held-out demos.
         let qa = out.appendingPathComponent("scene_qa.hdf5")
-        _ = try PythonReference.runScript("Datasets/vqa/scene_qa.py", arguments: ["--episodes", file, "--out", qa.path, "--per-demo", "4"])
+        try PythonReference.runScript("Datasets/vqa/scene_qa.py", arguments: ["--episodes", file, "--out", qa.path, "--per-demo", "4"])
         let scenes = try VQADataset(files: [qa.path], split: "train"), heldOut = try VQADataset(files: [qa.path], split: "test")
         XCTAssertEqual(scenes.imageShape, [16, 16, 3])
         XCTAssertGreaterThanOrEqual(heldOut.examples.count, 2, "first and last frame of the held-out demo at least")

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 
 /// Runs a test-only Python reference script in the repository's venv (made by `make setup`).
+/// Without the venv a test is skipped locally, but fails under CI, where `make test` must have made it.
 public enum PythonReference {
     public static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -11,8 +12,9 @@ public enum PythonReference {
         return FileManager.default.isExecutableFile(atPath: venv.path) ? venv : nil
     }
 
-    /// Runs a repository Python script with arguments in the venv; returns its combined output, or
-    /// fails the test when it exits non-zero (skips locally without a venv, fails under CI).
+    /// Runs a repository Python script with arguments; returns its combined output, or fails the
+    /// test when it exits non-zero.
+    @discardableResult
     public static func runScript(_ script: String, arguments: [String]) throws -> String {
         guard let python = interpreter else {
             let message = "no test venv at .venv (run `make setup`, or set INSTRUCTVLA_PYTHON)"
@@ -35,32 +37,14 @@ public enum PythonReference {
         return output
     }
 
-    /// Runs `script` with JSON `input`, returning the JSON object it writes. Without the venv the
-    /// test is skipped locally, but fails under CI, where `make test` must have created it.
+    /// Runs `script IN.json OUT.json` with `input` as IN, returning the JSON object it writes to OUT.
     public static func run(_ script: String, input: [String: Any]) throws -> [String: Any] {
-        guard let python = interpreter else {
-            let message = "no test venv at .venv (run `make setup`, or set INSTRUCTVLA_PYTHON)"
-            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail(message); throw CocoaError(.fileNoSuchFile) }
-            throw XCTSkip(message)
-        }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-parity-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let inURL = dir.appendingPathComponent("in.json"), outURL = dir.appendingPathComponent("out.json")
         try JSONSerialization.data(withJSONObject: input).write(to: inURL)
-
-        let process = Process()
-        process.executableURL = python
-        process.arguments = [repoRoot.appendingPathComponent(script).path, inURL.path, outURL.path]
-        let errPipe = Pipe()
-        process.standardError = errPipe
-        try process.run()
-        let stderr = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            XCTFail("\(script) exited with \(process.terminationStatus): \(stderr)")
-            throw CocoaError(.executableLoad)
-        }
+        try runScript(script, arguments: [inURL.path, outURL.path])
         return try JSONSerialization.jsonObject(with: Data(contentsOf: outURL)) as! [String: Any]
     }
 }

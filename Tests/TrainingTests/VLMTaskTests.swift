@@ -11,7 +11,7 @@ final class VLMTaskTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-vqa-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let data = dir.appendingPathComponent("shapes.hdf5")
-        _ = try PythonReference.runScript("Datasets/vqa/generate_shapes.py", arguments: ["--out", data.path, "--train", "256", "--test", "40", "--image-size", "16"])
+        try PythonReference.runScript("Datasets/vqa/generate_shapes.py", arguments: ["--out", data.path, "--train", "256", "--test", "40", "--image-size", "16"])
         let recipe = dir.appendingPathComponent("vlm.yaml")
         try """
         task: vlm
