@@ -11,7 +11,7 @@ public final class CausalLM: Module {
         public let norm: RMSNorm
 
         init(vocabSize: Int, numLayers: Int, _ config: TransformerConfig, rng: inout RNG) {
-            embedTokens = Embedding(vocabSize, config.hiddenSize, rng: &rng)
+            embedTokens = Embedding(vocabSize, config.hiddenSize, std: config.embeddingInitStd, rng: &rng)
             layers = (0..<numLayers).map { _ in TransformerBlock(config, rng: &rng) }
             norm = RMSNorm(config.hiddenSize, eps: config.rmsNormEps)
         }

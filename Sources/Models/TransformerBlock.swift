@@ -10,6 +10,8 @@ public struct TransformerConfig: Sendable, Equatable {
     public var ropeTheta: Float = 10_000
     /// Qwen2 puts biases on q/k/v; Llama does not.
     public var attentionBias: Bool = true
+    /// Standard deviation of the token embedding at initialisation.
+    public var embeddingInitStd: Float = 0.02
 
     public init(hiddenSize: Int, numHeads: Int, numKeyValueHeads: Int, intermediateSize: Int,
                 rmsNormEps: Float = 1e-6, ropeTheta: Float = 10_000, attentionBias: Bool = true) {

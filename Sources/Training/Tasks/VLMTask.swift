@@ -19,6 +19,9 @@ public struct VLMRecipe: RecipeSchema {
         public var numKeyValueHeads = 2
         public var intermediateSize = 192
         public var tieWordEmbeddings = true
+        /// Token embedding init std. Image tokens enter the LM at the projector's scale (norm ~ √width),
+        /// so text embeddings far smaller than that get drowned in the residual stream.
+        public var embeddingInitStd = 0.02
     }
     public struct Tokenizer: Codable, Sendable, Equatable {
         /// Trained on the recipe's text at the start of a run (kept in the run folder).
@@ -65,8 +68,10 @@ public struct VLMRecipe: RecipeSchema {
                      numLayers: model.visionLayers, numHeads: model.visionHeads, intermediateSize: model.visionIntermediateSize)
     }
     var languageConfig: TransformerConfig {
-        TransformerConfig(hiddenSize: model.hiddenSize, numHeads: model.numHeads, numKeyValueHeads: model.numKeyValueHeads,
-                          intermediateSize: model.intermediateSize)
+        var config = TransformerConfig(hiddenSize: model.hiddenSize, numHeads: model.numHeads, numKeyValueHeads: model.numKeyValueHeads,
+                                       intermediateSize: model.intermediateSize)
+        config.embeddingInitStd = Float(model.embeddingInitStd)
+        return config
     }
 }
 
