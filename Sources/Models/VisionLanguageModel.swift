@@ -9,6 +9,9 @@ public final class VisionLanguageModel: Module {
     public let mlp1: Projector
     public let languageModel: CausalLM
     public let imageTokenId: Int32
+    /// Subtract each image's mean patch feature before projecting (not in InternVL; an experiment
+    /// against image tokens dominated by a component they all share).
+    public var centerImageFeatures = false
 
     public init(vision: VisionConfig, language: TransformerConfig, vocabSize: Int, numLayers: Int, imageTokenId: Int32,
                 tieWordEmbeddings: Bool = true, rng: inout RNG) {
@@ -22,7 +25,10 @@ public final class VisionLanguageModel: Module {
     public var tokensPerImage: Int { visionModel.config.numPatches / 4 }
 
     /// Image tokens [B, tokensPerImage, C] of pixels [B, H, W, 3] in [0, 1].
-    public func imageTokens(_ pixels: Tensor) -> Tensor { mlp1(visionModel(pixels)) }
+    public func imageTokens(_ pixels: Tensor) -> Tensor {
+        let features = visionModel(pixels)
+        return mlp1(centerImageFeatures ? features - mean(features, axes: [1], keepDims: true) : features)
+    }
 
     /// Embeddings [B, T, C] of ids [B, T]; each sample's placeholder positions (exactly
     /// `tokensPerImage` of them when `images` is given) are filled with its image tokens.

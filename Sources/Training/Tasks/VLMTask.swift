@@ -22,6 +22,8 @@ public struct VLMRecipe: RecipeSchema {
         /// Token embedding init std. Image tokens enter the LM at the projector's scale (norm ~ √width),
         /// so text embeddings far smaller than that get drowned in the residual stream.
         public var embeddingInitStd = 0.02
+        /// Subtract each image's mean patch feature before the projector (experimental; off = InternVL).
+        public var centerImageFeatures = false
     }
     public struct Tokenizer: Codable, Sendable, Equatable {
         /// Trained on the recipe's text at the start of a run (kept in the run folder).
@@ -108,6 +110,7 @@ public final class VLMTask: TrainingTask {
         vlm = VisionLanguageModel(vision: recipe.visionConfig, language: recipe.languageConfig, vocabSize: tokenizer.vocabularySize,
                                   numLayers: recipe.model.numLayers, imageTokenId: tokenizer.id(of: ChatTemplate.image)!,
                                   tieWordEmbeddings: recipe.model.tieWordEmbeddings, rng: &rng)
+        vlm.centerImageFeatures = recipe.model.centerImageFeatures
         template = ChatTemplate(imageTokens: vlm.tokensPerImage)
         sampler = EpisodeSampler(lengths: [train.examples.count], seed: UInt64(recipe.train.seed) &+ 1)
         // Every example must fit whole: a cut answer would train on half an answer.
