@@ -67,8 +67,15 @@ public final class VisionLanguageModel: Module {
 /// Training supervises the answer and its closing `<|im_end|>` only.
 public struct ChatTemplate: Sendable {
     public static let imStart = "<|im_start|>", imEnd = "<|im_end|>", image = "<image>"
-    /// Special tokens every tokenizer of the toolkit reserves, in id order.
-    public static let specialTokens = [imStart, imEnd, image]
+    /// Special tokens every tokenizer of the toolkit reserves, in id order: the chat markers, the
+    /// image placeholder, then `actionQueries` latent action query tokens `<new_token_i>` (reserved
+    /// at stage 0, their rows trained in stage 1).
+    public static func specialTokens(actionQueries: Int) -> [String] {
+        [imStart, imEnd, image] + (0..<actionQueries).map(actionQuery)
+    }
+
+    /// The i-th latent action query token, as the paper's code names them.
+    public static func actionQuery(_ i: Int) -> String { "<new_token_\(i)>" }
 
     public let imageTokens: Int
 

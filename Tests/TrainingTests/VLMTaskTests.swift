@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import Models
 import TestSupport
 import XCTest
 @testable import Training
@@ -47,7 +48,10 @@ final class VLMTaskTests: XCTestCase {
         XCTAssertEqual(try train(in: interrupted, stopAt: 7).count, 7)
         let resumed = try train(in: interrupted)  // resumes from the checkpoint saved on SIGTERM
         XCTAssertEqual(resumed, straight, "same loss sequence, step for step, after a resume")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: interrupted.appendingPathComponent("tokenizer.json").path))
+        let tokenizer = try BPETokenizer(contentsOf: interrupted.appendingPathComponent("tokenizer.json"))
+        XCTAssertEqual(tokenizer.id(of: "<new_token_0>"), 3, "action queries are reserved right after the chat and image tokens")
+        XCTAssertEqual(tokenizer.id(of: "<new_token_7>"), 10)
+        XCTAssertEqual(tokenizer.encode("<new_token_3><new_token_4>"), [6, 7])
 
         // Evaluation rebuilds the model from the run folder alone; two runs that ended in the same
         // weights answer the same.
@@ -56,5 +60,29 @@ final class VLMTaskTests: XCTestCase {
         XCTAssertEqual(a, b)
         XCTAssertEqual(a.perType.values.map(\.total).reduce(0, +), 20)
         XCTAssertEqual(Set(a.perType.keys).isSubset(of: ["color", "shape", "count", "position", "exists"]), true)
+    }
+
+    /// The tiny recipe itself, as shipped (Recipes/tiny/vlm.yaml), on freshly generated tiny data:
+    /// it must train to the end within two minutes and its loss must fall.
+    func testShippedTinyRecipeTrainsWithinTwoMinutes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-tinyvlm-\(UUID().uuidString.prefix(8))")
+        let demos = dir.appendingPathComponent("demos")
+        try PythonReference.runScript("Datasets/metaworld/generate.py", arguments: ["--tasks", "reach-v3,push-v3", "--demos-per-task", "4",
+                                                                                   "--image-size", "32", "--out", demos.path])
+        let shapes = dir.appendingPathComponent("shapes.hdf5"), scene = dir.appendingPathComponent("scene_qa.hdf5")
+        try PythonReference.runScript("Datasets/vqa/generate_shapes.py", arguments: ["--out", shapes.path, "--train", "4000", "--test", "300", "--image-size", "32"])
+        try PythonReference.runScript("Datasets/vqa/scene_qa.py", arguments: ["--episodes", demos.path + "/*-v3.hdf5", "--out", scene.path])
+        let recipe = PythonReference.repoRoot.appendingPathComponent("Recipes/tiny/vlm.yaml")
+        let started = Date()
+        let prepared = try RunSetup.prepare(VLMRecipe.self, recipe: recipe, overrides: ["data.files=[\(shapes.path), \(scene.path)]"],
+                                            runDirectory: dir.appendingPathComponent("run"), mode: .automatic)
+        let task = try VLMTask(prepared.recipe, run: prepared.run)
+        let outcome = try Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock, log: { _ in }).run()
+        let seconds = Date().timeIntervalSince(started)
+        print(String(format: "tiny VLM recipe: %d steps in %.1f s", prepared.recipe.train.steps, seconds))
+        XCTAssertEqual(outcome, .completed(step: prepared.recipe.train.steps))
+        XCTAssertLessThan(seconds, 120, "the tiny recipe should train in under two minutes")
+        let losses = try MetricsLog.read(prepared.run.url.appendingPathComponent("metrics.jsonl")).compactMap { $0.values["loss"] }
+        XCTAssertLessThan(losses.last!, losses.first! / 2, "loss \(losses.first!) -> \(losses.last!)")
     }
 }

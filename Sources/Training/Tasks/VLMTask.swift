@@ -28,6 +28,8 @@ public struct VLMRecipe: RecipeSchema {
     public struct Tokenizer: Codable, Sendable, Equatable {
         /// Trained on the recipe's text at the start of a run (kept in the run folder).
         public var vocabSize = 384
+        /// Latent action query tokens reserved now and trained in stage 1 (8 tiny, 16 small; 64 in the paper).
+        public var actionQueries = 8
     }
     public struct Data: Codable, Sendable, Equatable {
         /// VQA files (globs allowed) in the layout of Datasets/vqa/generate_shapes.py.
@@ -59,8 +61,10 @@ public struct VLMRecipe: RecipeSchema {
               model.numHeads % model.numKeyValueHeads == 0 else {
             throw RecipeError("model: widths must divide by their head counts, and num_heads by num_key_value_heads")
         }
-        guard tokenizer.vocabSize > 256 + ChatTemplate.specialTokens.count else {
-            throw RecipeError("tokenizer.vocab_size: must exceed 259 (256 byte symbols + special tokens)")
+        let reserved = ChatTemplate.specialTokens(actionQueries: tokenizer.actionQueries).count
+        guard tokenizer.actionQueries >= 0, tokenizer.vocabSize > 256 + reserved else {
+            throw RecipeError("tokenizer.vocab_size: must exceed \(256 + reserved) (256 byte symbols + \(reserved) special tokens); " +
+                              "tokenizer.action_queries must be >= 0")
         }
         guard data.maxLength > 0, data.evalExamples >= 0 else { throw RecipeError("data.max_length must be positive, data.eval_examples >= 0") }
     }
@@ -103,7 +107,8 @@ public final class VLMTask: TrainingTask {
             tokenizer = try BPETokenizer(contentsOf: tokenizerURL)
         } else {
             let text = train.examples.flatMap { [$0.question, $0.answer] } + ["user\n", "assistant\n"]
-            tokenizer = try BPETokenizer.train(corpus: text, vocabularySize: recipe.tokenizer.vocabSize, specialTokens: ChatTemplate.specialTokens)
+            tokenizer = try BPETokenizer.train(corpus: text, vocabularySize: recipe.tokenizer.vocabSize,
+                                               specialTokens: ChatTemplate.specialTokens(actionQueries: recipe.tokenizer.actionQueries))
             try tokenizer.write(to: tokenizerURL)
         }
         var rng = RNG(seed: UInt64(recipe.train.seed))
