@@ -43,11 +43,17 @@ public func startTestInChildProcess(_ test: String, environment: [String: String
     return process
 }
 
-public func runTestInChildProcess(_ test: String, environment: [String: String], timeout: TimeInterval = 120) throws
+public func runTestInChildProcess(_ test: String, environment: [String: String]) throws -> (status: Int32, output: String) {
+    try runProcess(URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(), [test], environment: environment)
+}
+
+/// Runs `executable` to completion with extra `environment`; returns its exit status and its
+/// standard output and error together.
+public func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws
     -> (status: Int32, output: String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    process.arguments = [test]
+    process.executableURL = executable
+    process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let pipe = Pipe()
     process.standardOutput = pipe

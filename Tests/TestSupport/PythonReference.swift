@@ -21,17 +21,9 @@ public enum PythonReference {
             if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail(message); throw CocoaError(.fileNoSuchFile) }
             throw XCTSkip(message)
         }
-        let process = Process()
-        process.executableURL = python
-        process.arguments = [repoRoot.appendingPathComponent(script).path] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            XCTFail("\(script) exited with \(process.terminationStatus): \(output.suffix(2000))")
+        let (status, output) = try runProcess(python, [repoRoot.appendingPathComponent(script).path] + arguments)
+        guard status == 0 else {
+            XCTFail("\(script) exited with \(status): \(output.suffix(2000))")
             throw CocoaError(.executableLoad)
         }
         return output
