@@ -39,10 +39,12 @@ venv: $(VENV)/.installed
 
 # One venv for the Python side: the Meta-World generator and the test-only reference implementations.
 PY_REQUIREMENTS := Datasets/metaworld/requirements.txt Tests/requirements.txt
-$(VENV)/.installed: $(PY_REQUIREMENTS)
+PY_NO_DEPS_REQUIREMENTS := Datasets/metaworld/requirements-client.txt
+$(VENV)/.installed: $(PY_REQUIREMENTS) $(PY_NO_DEPS_REQUIREMENTS)
 	@echo "setup: Python venv in $(VENV)"
 	@python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install -q --disable-pip-version-check $(foreach r,$(PY_REQUIREMENTS),-r $(r))
+	@$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -r $(PY_NO_DEPS_REQUIREMENTS)
 	@touch $@
 
 build: system-packages

@@ -28,6 +28,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // The policy server's websocket transport (NIOWebSocket: handshake, framing, size limits).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // System libraries (Debian: libopenblas-dev, libhdf5-dev, libzstd-dev; `make setup` installs them).
@@ -48,7 +50,13 @@ let package = Package(
         .target(name: "Training", dependencies: ["Autograd", "Checkpoint", "Models", "Episodes", "CZlib", .product(name: "Yams", package: "Yams"),
                                                 .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: optimisedEvenInDebug),
-        .executableTarget(name: "vla", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // Serves a policy over the openpi websocket protocol (msgpack + numpy arrays).
+        .target(name: "Serving", dependencies: ["Episodes", .product(name: "NIOCore", package: "swift-nio"),
+                                               .product(name: "NIOPosix", package: "swift-nio"),
+                                               .product(name: "NIOHTTP1", package: "swift-nio"),
+                                               .product(name: "NIOWebSocket", package: "swift-nio")],
+                swiftSettings: optimisedEvenInDebug),
+        .executableTarget(name: "vla", dependencies: ["Training", "Serving", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "pretrain-vlm", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "bench", dependencies: ["Autograd", "Models", "Episodes"], path: "Benchmarks/bench"),
 
@@ -59,5 +67,6 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Models", "TestSupport"], exclude: ["Interop"]),
         .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"], exclude: ["Interop"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "TestSupport"], exclude: ["Clients"]),
     ]
 )

@@ -5,11 +5,11 @@ import Foundation
 import Training
 
 @main
-struct VLA: ParsableCommand {
+struct VLA: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vla",
-        abstract: "InstructVLA-Swift utilities: train a recipe, plot a run, inspect a checkpoint.",
-        subcommands: [Train.self, Eval.self, Plot.self, Stats.self, Inspect.self])
+        abstract: "InstructVLA-Swift utilities: train a recipe, serve a policy, plot a run, inspect a checkpoint.",
+        subcommands: [Train.self, Serve.self, Eval.self, Plot.self, Stats.self, Inspect.self])
 }
 
 /// Prints `error: …` and exits with `code`, instead of a stack trace.

@@ -30,6 +30,13 @@ public func assertClose(_ a: [Float], _ b: [Float], tol: Float = 1e-5, _ message
 /// Logs the BLAS kernel once per test process, so every test log says what it ran on.
 public let logBLASOnce: Void = { print("[tests] \(BLAS.summary)") }()
 
+/// The `vla` executable built beside this test bundle.
+public var vlaExecutable: URL {
+    URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("vla")
+}
+
+public var missingVLAMessage: String { "no vla executable beside the tests at \(vlaExecutable.path): build with `swift build --build-tests`" }
+
 /// Runs this test binary again on one test method with extra environment, returning its exit
 /// status and output: for tests that need a separate process (a crash, a resume after exit).
 public func startTestInChildProcess(_ test: String, environment: [String: String]) throws -> Process {

@@ -32,11 +32,6 @@ func temporaryRun(_ name: String = #function) throws -> RunDirectory {
     try RunDirectory(FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-run-\(name.filter { $0.isLetter })-\(UUID().uuidString.prefix(8))"))
 }
 
-/// The `vla` executable built beside this test bundle.
-var vlaExecutable: URL {
-    URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("vla")
-}
-
 final class TrainerTests: XCTestCase {
     override func setUp() { _ = logBLASOnce }
 
@@ -129,7 +124,7 @@ final class TrainerTests: XCTestCase {
     /// where it stopped and finishes, the metrics log has no gap or duplicate, and the plot renders.
     func testSigtermSavesThenResumeFinishesAndThePlotRenders() throws {
         guard FileManager.default.isExecutableFile(atPath: vlaExecutable.path) else {
-            XCTFail("no vla executable beside the tests at \(vlaExecutable.path): build with `swift build --build-tests`")
+            XCTFail(missingVLAMessage)
             return
         }
         let runDir = try temporaryRun().url

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Autograd
+import Foundation
+import Serving
+import Training
+
+extension VLA {
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve a policy over the openpi websocket protocol (msgpack + numpy; openpi_client.WebsocketClientPolicy drives it).",
+            discussion: """
+                Observations: {"observation/image": uint8 [H, W, 3], "observation/state": float [D], "prompt": str}.
+                Replies: {"actions": float32 [horizon, A], "server_timing": {"infer_ms", "prev_total_ms"}}.
+                A bad observation gets a text reply naming the key and the expected shape; the connection stays open.
+                """)
+
+        @Option(help: "Replay recorded episodes (HDF5 files or globs) instead of a model: tests the evaluation plumbing.")
+        var replay: [String] = []
+
+        @Option(help: "Action chunk length returned by --replay.")
+        var horizon = 8
+
+        @Option(help: "Address to bind; 127.0.0.1 keeps the server local, 0.0.0.0 exposes it.")
+        var host = "127.0.0.1"
+
+        @Option(help: "Port (0 picks a free one; the bound port is printed).")
+        var port = 8000
+
+        @Option(help: "Largest accepted message in MiB.")
+        var maxMessageMib = 16
+
+        func run() async throws {
+            print(BLAS.summary)
+            guard !replay.isEmpty else {
+                throw ValidationError("say what to serve: --replay FILES (serving a trained run arrives with stage 1)")
+            }
+            guard (1...4096).contains(maxMessageMib) else { throw ValidationError("--max-message-mib must be in 1...4096") }
+            let policy: Policy
+            do {
+                let files = try EpisodeDataSection.expand(replay, key: "--replay")
+                policy = try ReplayPolicy(files: files, horizon: horizon)
+            } catch {
+                fail(error)
+            }
+            var configuration = PolicyServer.Configuration()
+            configuration.host = host
+            configuration.port = port
+            configuration.maxMessageBytes = maxMessageMib << 20
+            let server = PolicyServer(policy: policy, configuration: configuration)
+            let (name, host) = (policy.name, host)
+            let contract = "takes \(policy.schema.fields.joined(separator: ", ")); returns actions [\(policy.actionHorizon), \(policy.actionDim)]"
+            do {
+                try await server.run { port in
+                    print("[serve] \(name) policy on ws://\(host):\(port) (\(contract))")
+                    fflush(nil)
+                }
+            } catch {
+                fail(error)
+            }
+        }
+    }
+}
