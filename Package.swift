@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "vla", targets: ["vla"]),
         .executable(name: "pretrain-vlm", targets: ["pretrain-vlm"]),
+        .executable(name: "pretrain-action", targets: ["pretrain-action"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -51,13 +52,14 @@ let package = Package(
                                                 .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: optimisedEvenInDebug),
         // Serves a policy over the openpi websocket protocol (msgpack + numpy arrays).
-        .target(name: "Serving", dependencies: ["Episodes", .product(name: "NIOCore", package: "swift-nio"),
+        .target(name: "Serving", dependencies: ["Training", .product(name: "NIOCore", package: "swift-nio"),
                                                .product(name: "NIOPosix", package: "swift-nio"),
                                                .product(name: "NIOHTTP1", package: "swift-nio"),
                                                .product(name: "NIOWebSocket", package: "swift-nio")],
                 swiftSettings: optimisedEvenInDebug),
         .executableTarget(name: "vla", dependencies: ["Training", "Serving", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "pretrain-vlm", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "pretrain-action", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "bench", dependencies: ["Autograd", "Models", "Episodes"], path: "Benchmarks/bench"),
 
         // Shared test helpers: Python reference runner, gradient checks, child processes.

@@ -174,7 +174,7 @@ let cpu = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
     .split(separator: "\n").first { $0.hasPrefix("model name") }.map { String($0.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces) } ?? "unknown"
 let stamp = ISO8601DateFormatter().string(from: Date())
 let report = Report(machine: .init(cpu: cpu, cores: ProcessInfo.processInfo.activeProcessorCount, openblas_core: BLAS.core,
-                                   openblas_core_source: BLAS.coreSource, openblas_threads: BLAS.threads),
+                                   openblas_core_source: BLAS.coreSource, openblas_threads: BLAS.workers),
                     date: stamp, sgemm_peak_gflops: peak, results: results)
 let encoder = JSONEncoder()
 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -1,4 +1,5 @@
 import COpenBLAS
+import Foundation
 import OpenBLASRuntime
 
 /// The OpenBLAS runtime this process runs on. Every executable, test and benchmark logs `summary`.
@@ -13,10 +14,14 @@ public enum BLAS {
     /// Whether the kernel is a generic fallback (e.g. "Prescott"), 5-10x slower than this CPU allows.
     public static var coreIsGeneric: Bool { vla_openblas_core_is_generic(vla_openblas_core()) != 0 }
 
-    public static var threads: Int { Int(openblas_get_num_threads()) }
-
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+    /// Threads the toolkit computes on: one per core, or INSTRUCTVLA_THREADS. OpenBLAS itself is kept
+    /// single-threaded and large products are split across these (see `sgemm`).
+    public static let workers: Int = {
+        openblas_set_num_threads(1)
+        let requested = ProcessInfo.processInfo.environment["INSTRUCTVLA_THREADS"].flatMap(Int.init) ?? 0
+        return requested > 0 ? requested : ProcessInfo.processInfo.activeProcessorCount
+    }()
 
     /// One line for logs: "OpenBLAS core Haswell (OPENBLAS_CORETYPE set by the environment), 2 threads".
-    public static var summary: String { "OpenBLAS core \(core) (\(coreSource)), \(threads) threads" }
+    public static var summary: String { "OpenBLAS core \(core) (\(coreSource)), \(workers) threads (OpenBLAS single-threaded, products split by the toolkit)" }
 }

@@ -1,4 +1,5 @@
 import COpenBLAS
+import Dispatch
 
 // Pointer-level kernels shared by the ops. Each loop walks raw pointers so that it vectorises at -O;
 // reductions use explicit SIMD16 accumulators (one AVX-512 register), since Swift will not reorder a
@@ -8,7 +9,10 @@ typealias FloatPtr = UnsafeMutablePointer<Float>
 typealias ConstFloatPtr = UnsafePointer<Float>
 
 /// Row-major C = alpha · op(A) · op(B) + beta · C, with op(A) M×K and op(B) K×N.
-@inline(__always)
+///
+/// OpenBLAS runs single-threaded (see `BLAS`); large products are split here into one block of
+/// C's rows (or columns, when M is small) per core. OpenBLAS's own threads busy-wait for work, which
+/// on a 2-core machine shared with anything else made small-model steps up to 10× slower.
 func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
            alpha: Float = 1, a: ConstFloatPtr, lda: Int, b: ConstFloatPtr, ldb: Int,
            beta: Float = 0, c: FloatPtr, ldc: Int) {
@@ -17,6 +21,33 @@ func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         if beta != 1 { for i in 0..<m { scaleInPlace(c + i * ldc, beta, n) } }
         return
     }
+    let workers = BLAS.workers
+    guard workers > 1, m * n * k >= sgemmSplitThreshold, !insideParallelRegion else {
+        sgemmSerial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    }
+    let byRows = m >= n
+    let extent = byRows ? m : n
+    let parts = min(workers, max(extent / 16, 1))
+    let (pa, pb, pc) = (UncheckedSendable(a), UncheckedSendable(b), UncheckedSendable(c))
+    DispatchQueue.concurrentPerform(iterations: parts) { w in
+        let start = extent * w / parts, count = extent * (w + 1) / parts - start
+        if byRows {  // rows of op(A) are rows of A, or columns when A is transposed
+            sgemmSerial(transA, transB, count, n, k, alpha, pa.value + (transA ? start : start * lda), lda, pb.value, ldb,
+                        beta, pc.value + start * ldc, ldc)
+        } else {  // columns of op(B) are columns of B, or rows when B is transposed
+            sgemmSerial(transA, transB, m, count, k, alpha, pa.value, lda, pb.value + (transB ? start * ldb : start), ldb,
+                        beta, pc.value + start, ldc)
+        }
+    }
+}
+
+/// Products below this many multiply-adds run on the calling thread: splitting costs more than it saves.
+let sgemmSplitThreshold = 1 << 20
+
+@inline(__always)
+private func sgemmSerial(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: ConstFloatPtr, _ lda: Int,
+                         _ b: ConstFloatPtr, _ ldb: Int, _ beta: Float, _ c: FloatPtr, _ ldc: Int) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }

@@ -1,9 +1,9 @@
 import Dispatch
 import Foundation
+import Synchronization
 
-/// Runs `body(i)` for i in 0..<count on all cores, in contiguous chunks. For work items whose BLAS
-/// calls are too small for OpenBLAS to thread (it runs M·N·K ≤ 2^18 on the calling thread), such
-/// as per-head attention products. `body` must only write memory no other index writes.
+/// Runs `body(i)` for i in 0..<count on all cores, in contiguous chunks. For many small work items,
+/// such as per-head attention products. `body` must only write memory no other index writes.
 func parallelFor(_ count: Int, _ body: (Int) -> Void) {
     let workers = min(ProcessInfo.processInfo.activeProcessorCount, count)
     if workers <= 1 {
@@ -12,11 +12,17 @@ func parallelFor(_ count: Int, _ body: (Int) -> Void) {
     }
     withoutActuallyEscaping(body) { body in
         let unchecked = UncheckedSendable(body)
+        parallelDepth.add(1, ordering: .relaxed)
+        defer { parallelDepth.subtract(1, ordering: .relaxed) }
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             for i in (count * w / workers)..<(count * (w + 1) / workers) { unchecked.value(i) }
         }
     }
 }
+
+/// Work items already run on every core inside `parallelFor`: BLAS calls made there stay on their thread.
+private let parallelDepth = Atomic<Int>(0)
+var insideParallelRegion: Bool { parallelDepth.load(ordering: .relaxed) > 0 }
 
 /// Carries a value into a concurrent region whose disjoint-writes contract is checked by the caller.
 struct UncheckedSendable<T>: @unchecked Sendable {

@@ -48,9 +48,14 @@ final class BufferPool: Sendable {
     }
     private let state = Mutex(State())
 
+    /// Pooled sizes are rounded up to size classes (eight per power of two, ≤ 12.5% slack), so that
+    /// tensors whose shapes vary a little from step to step (e.g. sequence lengths) reuse buffers
+    /// instead of each taking fresh pages from the system, which the kernel must zero.
     private static func byteSize(floats: Int) -> Int {
         let bytes = max(floats, 1) * MemoryLayout<Float>.stride
-        return bytes < minimumPooledBytes ? bytes : (bytes + 4095) & ~4095
+        guard bytes >= minimumPooledBytes else { return bytes }
+        let step = 1 << (Int.bitWidth - bytes.leadingZeroBitCount - 1 - 3)
+        return (bytes + step - 1) / step * step
     }
 
     func allocate(floats: Int) -> UnsafeMutablePointer<Float> {

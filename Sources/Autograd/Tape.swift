@@ -74,13 +74,24 @@ extension Tensor {
         }
 
         if let gradient { addInPlace(gradPointer(), gradient.pointer, count) } else { gradPointer()[0] += 1 }
+        var rowMasked: [Tensor] = []
         for t in order.reversed() {
             guard let node = t.producer else { continue }
             t.producer = nil
+            rowMasked += node.parents.filter { $0.producer == nil && $0.trainableRows != nil }
             if let g = t.grad {
                 t.grad = nil  // intermediate gradients are not kept
                 node.backward(g)
             }
         }
+        // Frozen rows get exactly zero gradient whatever op reached them (e.g. a tied LM head's
+        // matmul), so they neither move nor count in the gradient norm.
+        for leaf in rowMasked { leaf.zeroFrozenRowGradients() }
+    }
+
+    func zeroFrozenRowGradients() {
+        guard let rows = trainableRows, let g = grad else { return }
+        let rowLength = count / max(shape[0], 1)
+        for (r, trainable) in rows.enumerated() where !trainable { (g.pointer + r * rowLength).update(repeating: 0, count: rowLength) }
     }
 }

@@ -139,20 +139,25 @@ public final class EpisodeDataset {
         return EpisodeSample(images: images, proprio: proprio, actions: actions, actionMask: mask, instruction: info.instruction)
     }
 
+    /// All proprio rows of episode `e`, [T × proprioDim] row-major.
+    public func proprio(episode e: Int) throws -> [Float] {
+        let info = episodes[e]
+        guard let file = files[info.file] else { throw EpisodeError("\(info.file): file closed") }
+        let columns = try layout.proprioKeys.map { try file.dataset(layout.proprioPath(info.name, $0)).floats() }
+        var rows: [Float] = []
+        rows.reserveCapacity(info.length * proprioDim)
+        for t in 0..<info.length {
+            for (k, column) in columns.enumerated() { rows += column[(t * proprioDims[k])..<((t + 1) * proprioDims[k])] }
+        }
+        return rows
+    }
+
     /// Every action row and every proprio row of the dataset, for statistics.
     public func allActionsAndProprio() throws -> (actions: [Float], proprio: [Float]) {
         var actions: [Float] = [], proprio: [Float] = []
-        for info in episodes {
-            let file = files[info.file]!
-            actions += try file.dataset(layout.actionPath(info.name)).floats()
-            var columns: [[Float]] = []
-            for key in layout.proprioKeys { columns.append(try file.dataset(layout.proprioPath(info.name, key)).floats()) }
-            for t in 0..<info.length {
-                for (k, column) in columns.enumerated() {
-                    let d = proprioDims[k]
-                    proprio += column[(t * d)..<((t + 1) * d)]
-                }
-            }
+        for (e, info) in episodes.enumerated() {
+            actions += try files[info.file]!.dataset(layout.actionPath(info.name)).floats()
+            proprio += try self.proprio(episode: e)
         }
         return (actions, proprio)
     }

@@ -13,6 +13,8 @@ public struct EpisodeBatch {
     /// [B, horizon]: 1 for real steps, 0 for the repeated last action past an episode's end.
     public var actionMask: Tensor
     public var instructions: [String]
+    /// Which frame each sample is: (episode index in the dataset, step).
+    public var frames: [(episode: Int, step: Int)]
     /// Seconds the consumer waited for this batch (0 when prefetch kept up).
     public var waitSeconds: Double
 }
@@ -146,6 +148,7 @@ public final class EpisodeLoader: @unchecked Sendable {
         let (h, w) = (dataset.imageShape[0], dataset.imageShape[1])
         let images = Tensor.zeros([b, cameras, h, w, 3])
         var proprio: [Float] = [], actions: [Float] = [], mask: [Float] = [], instructions: [String] = []
+        var frames: [(episode: Int, step: Int)] = []
         for i in 0..<b {
             let (epoch, cursor) = (sampler.epoch, sampler.cursor)
             let (episode, step) = sampler.next()
@@ -163,10 +166,11 @@ public final class EpisodeLoader: @unchecked Sendable {
             actions += sample.actions
             mask += sample.actionMask
             instructions.append(sample.instruction)
+            frames.append((episode, step))
         }
         NormStats.normalize(&proprio, stats.proprio)
         NormStats.normalize(&actions, stats.actions)
         return EpisodeBatch(images: images, proprio: Tensor(proprio, shape: [b, p]), actions: Tensor(actions, shape: [b, horizon, a]),
-                            actionMask: Tensor(mask, shape: [b, horizon]), instructions: instructions, waitSeconds: 0)
+                            actionMask: Tensor(mask, shape: [b, horizon]), instructions: instructions, frames: frames, waitSeconds: 0)
     }
 }

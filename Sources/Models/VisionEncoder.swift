@@ -111,8 +111,11 @@ public final class VisionEncoderLayer: Module {
         mlp = VisionMLP(config, rng: &rng)
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = x + selfAttn(layerNorm1(x))
+    /// With `film` (scale γ and shift β, [B, 1, D] each), the attention output is modulated before
+    /// the MLP: h·(1+γ)+β (FiLM, as the action expert's vision encoder does).
+    func callAsFunction(_ x: Tensor, film: (scale: Tensor, shift: Tensor)? = nil) -> Tensor {
+        var h = x + selfAttn(layerNorm1(x))
+        if let film { h = h * (film.scale + 1) + film.shift }
         return h + mlp(layerNorm2(h))
     }
 }
@@ -137,12 +140,13 @@ public final class VisionEncoder: Module {
         self.config = config
     }
 
-    /// pixels [B, H, W, 3] in [0, 1] → patch features [B, N, D]
-    public func callAsFunction(_ pixels: Tensor) -> Tensor {
+    /// pixels [B, H, W, 3] in [0, 1] → patch features [B, N, D]; `film` gives each layer's modulation.
+    public func callAsFunction(_ pixels: Tensor, film: [(scale: Tensor, shift: Tensor)]? = nil) -> Tensor {
         precondition(pixels.rank == 4 && pixels.shape[1] == config.imageSize && pixels.shape[2] == config.imageSize && pixels.shape[3] == 3,
                      "VisionEncoder: expected images [B, \(config.imageSize), \(config.imageSize), 3], got \(pixels.shape)")
+        precondition(film == nil || film!.count == encoder.layers.count, "VisionEncoder: FiLM for \(film!.count) of \(encoder.layers.count) layers")
         var h = embeddings(pixels)
-        for layer in encoder.layers { h = layer(h) }
+        for (i, layer) in encoder.layers.enumerated() { h = layer(h, film: film?[i]) }
         return postLayernorm(h)
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 
 /// Recipe `task:` names and how to train them. Each stage registers its recipe type and task here.
 public enum TaskRegistry {
-    public static let names = ["sequence-lm", "vlm"]
+    public static let names = ["sequence-lm", "vlm", "pretrain-action"]
 
     /// Resolves the recipe, prepares the run folder and trains; returns how the run ended.
     /// - Parameter requiredTask: the task a stage executable runs (e.g. "vlm" for `pretrain-vlm`).
@@ -36,6 +36,11 @@ public enum TaskRegistry {
                 }
             }
             return try trainer.run(header: header + prepared.notes)
+        case "pretrain-action":
+            let prepared = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: url, overrides: overrides, runDirectory: runDirectory, mode: mode)
+            let task = try ActionPretrainingTask(prepared.recipe, run: prepared.run)
+            let trainer = Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock)
+            return try trainer.run(header: header + prepared.notes + ["stage 0: \(prepared.recipe.model.vlm)"])
         default:
             let hint = RecipeValidator.closest(task, among: names).map { " (did you mean '\($0)'?)" } ?? ""
             throw RecipeError("\(url.path): task: unknown task '\(task)'\(hint); known: \(names.joined(separator: ", "))")

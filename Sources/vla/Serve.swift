@@ -14,8 +14,14 @@ extension VLA {
                 A bad observation gets a text reply naming the key and the expected shape; the connection stays open.
                 """)
 
+        @Argument(help: "A stage-1 run folder (newest checkpoint) or an export bundle.")
+        var model: String?
+
         @Option(help: "Replay recorded episodes (HDF5 files or globs) instead of a model: tests the evaluation plumbing.")
         var replay: [String] = []
+
+        @Option(help: "Seed of the flow-matching noise (a fixed seed makes a served episode reproducible).")
+        var seed: UInt64 = 0
 
         @Option(help: "Action chunk length returned by --replay.")
         var horizon = 8
@@ -31,14 +37,17 @@ extension VLA {
 
         func run() async throws {
             print(BLAS.summary)
-            guard !replay.isEmpty else {
-                throw ValidationError("say what to serve: --replay FILES (serving a trained run arrives with stage 1)")
+            guard (model == nil) != replay.isEmpty else {
+                throw ValidationError("say what to serve: a run folder or export bundle, or --replay FILES (not both)")
             }
             guard (1...4096).contains(maxMessageMib) else { throw ValidationError("--max-message-mib must be in 1...4096") }
             let policy: Policy
             do {
-                let files = try EpisodeDataSection.expand(replay, key: "--replay")
-                policy = try ReplayPolicy(files: files, horizon: horizon)
+                if let model {
+                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed)
+                } else {
+                    policy = try ReplayPolicy(files: try EpisodeDataSection.expand(replay, key: "--replay"), horizon: horizon)
+                }
             } catch {
                 fail(error)
             }

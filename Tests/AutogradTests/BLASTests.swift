@@ -32,10 +32,13 @@ final class BLASTests: XCTestCase {
         XCTAssertTrue(line.contains("OpenBLAS core \(expected)"), String(line))
     }
 
-    /// sgemm through every transpose combination on odd shapes, against a naive double-precision product.
+    /// sgemm through every transpose combination on odd shapes, against a naive double-precision product;
+    /// the last two are above the split threshold, split by rows and by columns.
     func testSgemmMatchesNaiveProductOnOddShapes() {
         var rng = RNG(seed: 7)
-        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 33), (31, 29, 1), (65, 63, 67), (130, 7, 129), (2, 257, 3)] {
+        XCTAssertGreaterThanOrEqual(259 * 65 * 67, sgemmSplitThreshold)
+        XCTAssertGreaterThanOrEqual(33 * 517 * 63, sgemmSplitThreshold)
+        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 1, 33), (31, 29, 1), (65, 63, 67), (130, 7, 129), (2, 257, 3), (259, 65, 67), (33, 517, 63)] {
             for transA in [false, true] {
                 for transB in [false, true] {
                     let a = (0..<(m * k)).map { _ in rng.uniform() - 0.5 }

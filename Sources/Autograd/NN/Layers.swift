@@ -1,7 +1,11 @@
-/// y = x·Wᵀ + b with weight [out, in], as PyTorch's `nn.Linear` (keys `weight`, `bias`).
+/// y = x·Wᵀ + b with weight [out, in], as PyTorch's `nn.Linear` (keys `weight`, `bias`), plus the
+/// low-rank adapters attached to it, if any (keys `lora_A.<name>.weight`, `lora_B.<name>.weight`, as PEFT).
 public final class Linear: Module {
     public let weight: Tensor
     public let bias: Tensor?
+    public var adapters: LoRAAdapters?
+
+    override public class var parameterKeys: [String: String] { ["adapters": ""] }
 
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RNG) {
         weight = .linearWeight(out: outFeatures, in: inFeatures, rng: &rng)
@@ -9,7 +13,11 @@ public final class Linear: Module {
         self.bias = bias ? .randomUniform([outFeatures], low: -bound, high: bound, rng: &rng, requiresGrad: true) : nil
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = linear(x, weight: weight, bias: bias)
+        guard let delta = adapters?(x) else { return y }
+        return y + delta
+    }
 }
 
 /// A lookup table [vocab, dim] (key `weight`), initialised N(0, std²).

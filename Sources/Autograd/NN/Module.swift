@@ -40,8 +40,10 @@ open class Module {
         for m in mirrors {
             for child in m.children {
                 guard let label = child.label else { continue }
-                let key = prefix + (keys[label] ?? snakeCased(label))
-                Module.visitValue(child.value, key: key, body)
+                let name = keys[label] ?? snakeCased(label)
+                // An empty key flattens a child into its parent (e.g. a Linear's adapters: `q_proj.lora_A…`).
+                if name.isEmpty, let m = child.value as? Module { m.visit(prefix: prefix, body); continue }
+                Module.visitValue(child.value, key: prefix + name, body)
             }
         }
     }
@@ -52,6 +54,7 @@ open class Module {
         case let m as Module: m.visit(prefix: key + ".", body)
         case let ms as [Module]: for (i, m) in ms.enumerated() { m.visit(prefix: "\(key).\(i).", body) }
         case let ts as [Tensor]: for (i, t) in ts.enumerated() { body("\(key).\(i)", t) }
+        case let named as NamedModules: for (name, m) in named.entries { m.visit(prefix: "\(key).\(name).", body) }
         default:
             let mirror = Mirror(reflecting: value)
             if mirror.displayStyle == .optional, let wrapped = mirror.children.first?.value {
@@ -68,4 +71,21 @@ func snakeCased(_ name: String) -> String {
         if ch.isUppercase { if !out.isEmpty { out.append("_") }; out.append(contentsOf: ch.lowercased()) } else { out.append(ch) }
     }
     return out
+}
+
+/// Child modules under names rather than indices, in insertion order (PyTorch's `nn.ModuleDict`):
+/// `lora_A.action.weight`.
+public struct NamedModules {
+    public private(set) var entries: [(String, Module)] = []
+    public init() {}
+
+    public subscript(name: String) -> Module? {
+        get { entries.first { $0.0 == name }?.1 }
+        set {
+            entries.removeAll { $0.0 == name }
+            if let newValue { entries.append((name, newValue)) }
+        }
+    }
+
+    public var names: [String] { entries.map(\.0) }
 }

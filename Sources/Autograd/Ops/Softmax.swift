@@ -6,7 +6,9 @@ import Foundation
 @inline(__always) func softmaxRow(_ x: ConstFloatPtr, _ y: FloatPtr, _ n: Int) {
     let m = maxElement(x, n)
     if m == -.infinity { y.update(repeating: 0, count: n); return }
-    for i in 0..<n { y[i] = fastExp(x[i] - m) }
+    // Two in-place passes: with x and y possibly aliased, a fused loop compiled to scalar code.
+    for i in 0..<n { y[i] = x[i] - m }
+    for i in 0..<n { y[i] = fastExp(y[i]) }
     scaleInPlace(y, 1 / sum(y, n), n)
 }
 

@@ -69,6 +69,16 @@ public struct VLMRecipe: RecipeSchema {
         guard data.maxLength > 0, data.evalExamples >= 0 else { throw RecipeError("data.max_length must be positive, data.eval_examples >= 0") }
     }
 
+    /// The VLM this recipe describes, freshly initialised from `train.seed`.
+    func makeModel(tokenizer: BPETokenizer) -> VisionLanguageModel {
+        var rng = RNG(seed: UInt64(train.seed))
+        let vlm = VisionLanguageModel(vision: visionConfig, language: languageConfig, vocabSize: tokenizer.vocabularySize,
+                                      numLayers: model.numLayers, imageTokenId: tokenizer.id(of: ChatTemplate.image)!,
+                                      tieWordEmbeddings: model.tieWordEmbeddings, rng: &rng)
+        vlm.centerImageFeatures = model.centerImageFeatures
+        return vlm
+    }
+
     var visionConfig: VisionConfig {
         VisionConfig(imageSize: model.imageSize, patchSize: model.patchSize, hiddenSize: model.visionHiddenSize,
                      numLayers: model.visionLayers, numHeads: model.visionHeads, intermediateSize: model.visionIntermediateSize)
@@ -111,11 +121,7 @@ public final class VLMTask: TrainingTask {
                                                specialTokens: ChatTemplate.specialTokens(actionQueries: recipe.tokenizer.actionQueries))
             try tokenizer.write(to: tokenizerURL)
         }
-        var rng = RNG(seed: UInt64(recipe.train.seed))
-        vlm = VisionLanguageModel(vision: recipe.visionConfig, language: recipe.languageConfig, vocabSize: tokenizer.vocabularySize,
-                                  numLayers: recipe.model.numLayers, imageTokenId: tokenizer.id(of: ChatTemplate.image)!,
-                                  tieWordEmbeddings: recipe.model.tieWordEmbeddings, rng: &rng)
-        vlm.centerImageFeatures = recipe.model.centerImageFeatures
+        vlm = recipe.makeModel(tokenizer: tokenizer)
         template = ChatTemplate(imageTokens: vlm.tokensPerImage)
         sampler = EpisodeSampler(lengths: [train.examples.count], seed: UInt64(recipe.train.seed) &+ 1)
         // Every example must fit whole: a cut answer would train on half an answer.
@@ -189,6 +195,28 @@ public final class VLMTask: TrainingTask {
 
     public func save(into state: inout TrainerState) { sampler.save(into: &state) }
     public func restore(from state: TrainerState) throws { try sampler.restore(from: state) }
+}
+
+/// A trained stage-0 run as the later stages start from it: resolved recipe, tokenizer, and the model
+/// at the newest checkpoint.
+public struct TrainedVLM {
+    public let recipe: VLMRecipe
+    public let tokenizer: BPETokenizer
+    public let vlm: VisionLanguageModel
+    public let checkpoint: URL
+
+    public static func load(runFolder: URL) throws -> TrainedVLM {
+        let recipeURL = runFolder.appendingPathComponent("recipe.yaml")
+        guard let text = try? String(contentsOf: recipeURL, encoding: .utf8) else {
+            throw RecipeError("\(runFolder.path): no recipe.yaml (not a stage-0 run folder? train one with `make vlm`)")
+        }
+        let recipe = try RecipeValidator.resolve(parseYAML(text, source: recipeURL.path), as: VLMRecipe.self, source: recipeURL.path).recipe
+        let tokenizer = try BPETokenizer(contentsOf: runFolder.appendingPathComponent("tokenizer.json"))
+        guard let resume = try RunDirectory(runFolder).latestCheckpoint() else { throw RecipeError("\(runFolder.path): no checkpoint yet") }
+        let vlm = recipe.makeModel(tokenizer: tokenizer)
+        try vlm.load(resume.checkpoint.model)
+        return TrainedVLM(recipe: recipe, tokenizer: tokenizer, vlm: vlm, checkpoint: resume.checkpoint.url)
+    }
 }
 
 /// Exact-match results, overall and per question type (`vla eval --vqa` writes this as JSON).

@@ -1,0 +1,142 @@
+import Foundation
+import Autograd
+
+/// Sizes of the action expert (the paper's flow-matching "System 1", §1.3 of the method notes).
+public struct ActionExpertConfig: Sendable, Equatable {
+    /// Width, depth and heads of the Llama-style backbone.
+    public var backbone: TransformerConfig
+    public var numLayers: Int
+    /// The expert's own vision transformer (FiLM-ed by the latents).
+    public var vision: VisionConfig
+    /// Width of the VLM's hidden states, and how many latent queries it provides.
+    public var latentSize: Int
+    public var numQueries: Int
+    /// 0 for no proprio token.
+    public var proprioDim: Int
+    public var actionDim: Int
+    /// Actions per chunk (H).
+    public var horizon: Int
+
+    public init(backbone: TransformerConfig, numLayers: Int, vision: VisionConfig, latentSize: Int, numQueries: Int,
+                proprioDim: Int, actionDim: Int, horizon: Int) {
+        (self.backbone, self.numLayers, self.vision, self.latentSize) = (backbone, numLayers, vision, latentSize)
+        (self.numQueries, self.proprioDim, self.actionDim, self.horizon) = (numQueries, proprioDim, actionDim, horizon)
+    }
+}
+
+/// Linear → SiLU → Linear (`fc1`, `fc2`): how images, latents and proprio enter the expert's width.
+public final class MLPProjector: Module {
+    public let fc1, fc2: Linear
+    public init(_ inFeatures: Int, _ width: Int, rng: inout RNG) {
+        fc1 = Linear(inFeatures, width, rng: &rng)
+        fc2 = Linear(width, width, rng: &rng)
+    }
+    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(silu(fc1(x))) }
+}
+
+/// FiLM of one vision layer: γ and β from the condition (`scale`, `shift`).
+public final class FiLM: Module {
+    public let scale, shift: Linear
+    init(condition: Int, width: Int, rng: inout RNG) {
+        scale = Linear(condition, width, rng: &rng)
+        shift = Linear(condition, width, rng: &rng)
+    }
+    /// condition [B, C] → (γ, β) as [B, 1, width] each.
+    func callAsFunction(_ condition: Tensor) -> (scale: Tensor, shift: Tensor) {
+        let b = condition.shape[0]
+        return (scale(condition).reshaped([b, 1, -1]), shift(condition).reshaped([b, 1, -1]))
+    }
+}
+
+/// Noisy actions and flow time → tokens: h = W3·silu(W2·[time_emb(t), W1·x_t]).
+public final class ActionEncoder: Module {
+    public let w1, w2, w3: Linear
+    let width: Int
+
+    init(actionDim: Int, width: Int, rng: inout RNG) {
+        w1 = Linear(actionDim, width, rng: &rng)
+        w2 = Linear(2 * width, width, rng: &rng)
+        w3 = Linear(width, width, rng: &rng)
+        self.width = width
+    }
+
+    /// x_t [B, H, A], t [B] → [B, H, width]
+    func callAsFunction(_ noisyActions: Tensor, time: [Float]) -> Tensor {
+        let (b, h) = (noisyActions.shape[0], noisyActions.shape[1])
+        let embedded = Tensor(time.flatMap { t in Array(repeating: sinusoidalEmbedding(t, width: width), count: h).flatMap { $0 } },
+                              shape: [b, h, width])
+        return w3(silu(w2(concat([embedded, w1(noisyActions)], axis: 2))))
+    }
+}
+
+/// [sin(t·f_i), cos(t·f_i)] with f_i = exp(−i·ln(100)/(half−1)): the reference's max period of 100.
+func sinusoidalEmbedding(_ t: Float, width: Int) -> [Float] {
+    let half = width / 2
+    let frequencies = (0..<half).map { Foundation.exp(-Float($0) * Foundation.log(100) / Float(max(half - 1, 1))) }
+    return frequencies.map { Foundation.sin(t * $0) } + frequencies.map { Foundation.cos(t * $0) } + (width % 2 == 1 ? [0] : [])
+}
+
+/// The action expert. It reads the tokens
+///
+///     [ vision patches (FiLM-ed by mean(latents)) | latents | proprio | H noisy actions ]
+///
+/// with a block-causal mask (patches see patches; latents and proprio see patches and themselves;
+/// actions see everything), and predicts the flow-matching velocity of the action chunk from the
+/// last H outputs, flattened, through an MLP.
+public final class ActionExpert: Module {
+    public let vision: VisionEncoder
+    public let film: [FiLM]
+    public let visionProjector: MLPProjector
+    public let latentProjector: MLPProjector
+    public let proprioProjector: MLPProjector?
+    public let actionEncoder: ActionEncoder
+    public let layers: [TransformerBlock]
+    public let norm: RMSNorm
+    public let actionHead: [Linear]
+    public let config: ActionExpertConfig
+
+    public init(_ config: ActionExpertConfig, rng: inout RNG) {
+        let d = config.backbone.hiddenSize
+        vision = VisionEncoder(config.vision, rng: &rng)
+        film = (0..<config.vision.numLayers).map { _ in FiLM(condition: config.latentSize, width: config.vision.hiddenSize, rng: &rng) }
+        visionProjector = MLPProjector(config.vision.hiddenSize, d, rng: &rng)
+        latentProjector = MLPProjector(config.latentSize, d, rng: &rng)
+        proprioProjector = config.proprioDim > 0 ? MLPProjector(config.proprioDim, d, rng: &rng) : nil
+        actionEncoder = ActionEncoder(actionDim: config.actionDim, width: d, rng: &rng)
+        layers = (0..<config.numLayers).map { _ in TransformerBlock(config.backbone, rng: &rng) }
+        norm = RMSNorm(d, eps: config.backbone.rmsNormEps)
+        actionHead = [Linear(config.horizon * d, 2 * d, rng: &rng), Linear(2 * d, d, rng: &rng),
+                      Linear(d, config.horizon * config.actionDim, rng: &rng)]
+        self.config = config
+    }
+
+    /// Token group of each position, for the block-causal mask.
+    var groups: [Int] {
+        Array(repeating: 0, count: config.vision.numPatches) + Array(repeating: 1, count: config.numQueries + (config.proprioDim > 0 ? 1 : 0))
+            + Array(repeating: 2, count: config.horizon)
+    }
+
+    /// Velocity [B, H, A] of noisy actions x_t [B, H, A] at flow times t [B], given pixels [B, S, S, 3]
+    /// in [0, 1], the VLM's latents [B, N, latentSize] and (when configured) proprio [B, P].
+    public func callAsFunction(pixels: Tensor, latents: Tensor, proprio: Tensor?, noisyActions: Tensor, time: [Float]) -> Tensor {
+        let b = pixels.shape[0]
+        precondition(latents.shape == [b, config.numQueries, config.latentSize], "ActionExpert: latents \(latents.shape)")
+        precondition(noisyActions.shape == [b, config.horizon, config.actionDim], "ActionExpert: noisy actions \(noisyActions.shape)")
+        let condition = mean(latents, axes: [1])
+        let patches = visionProjector(vision(pixels, film: film.map { $0(condition) }))
+        var tokens = [patches, latentProjector(latents)]
+        if let proprioProjector {
+            guard let proprio else { preconditionFailure("ActionExpert: configured with proprio but none given") }
+            tokens.append(proprioProjector(proprio).reshaped([b, 1, -1]))
+        }
+        tokens.append(actionEncoder(noisyActions, time: time))
+        var h = concat(tokens, axis: 1)
+        let mask = AttentionMask.blockCausal(groups: groups)
+        let positions = Array(0..<h.shape[1])
+        for layer in layers { h = layer(h, positions: positions, mask: mask) }
+        let d = config.backbone.hiddenSize, length = h.shape[1]
+        var out = norm(h).slice(axis: 1, (length - config.horizon)..<length).reshaped([b, config.horizon * d])
+        out = actionHead[2](silu(actionHead[1](silu(actionHead[0](out)))))
+        return out.reshaped([b, config.horizon, config.actionDim])
+    }
+}

@@ -1,0 +1,131 @@
+import Autograd
+
+/// LoRA settings of one adapter (the paper: r = 128, α = 2r, dropout 0.05 on q, k, v, o, up, down).
+public struct LoRASettings: Sendable, Equatable {
+    public var rank: Int
+    public var alpha: Float
+    public var dropout: Float
+    public init(rank: Int, alpha: Float, dropout: Float) { (self.rank, self.alpha, self.dropout) = (rank, alpha, dropout) }
+}
+
+/// One robot sample as the model consumes it.
+public struct ActionInputs {
+    /// Text ids [B, T] with image placeholders and the latent queries, and next-token targets (-100: none).
+    public var ids: [Int32]
+    public var targets: [Int32]
+    public var length: Int
+    /// The frozen VLM's image tokens [B, tokensPerImage, C] (cacheable: the vision tower and projector never train).
+    public var imageTokens: Tensor
+    /// Pixels [B, S, S, 3] in [0, 1] for the expert's own vision encoder.
+    public var pixels: Tensor
+    /// Quantile-normalised proprio [B, P].
+    public var proprio: Tensor?
+
+    public init(ids: [Int32], targets: [Int32], length: Int, imageTokens: Tensor, pixels: Tensor, proprio: Tensor?) {
+        (self.ids, self.targets, self.length, self.imageTokens, self.pixels, self.proprio) = (ids, targets, length, imageTokens, pixels, proprio)
+    }
+
+    public var batch: Int { pixels.shape[0] }
+}
+
+/// The stage-1 model of the paper's figure ("Expert"): the frozen VLM reads the image and the
+/// instruction and answers with N latent action queries `<new_token_i>`; its final hidden states at
+/// those positions condition the action expert, which turns noise into an action chunk by flow
+/// matching. What trains: the action LoRA on the LM, the query tokens' embedding rows, the expert.
+/// Keys: `vlm.*` (InternVL names, plus `lora_A.action` / `lora_B.action` on adapted layers) and
+/// `action_model.*`.
+public final class InstructVLA: Module {
+    public let vlm: VisionLanguageModel
+    public let actionModel: ActionExpert
+    public let adapters: AdapterContext
+    public let queryIds: [Int32]
+
+    /// Wraps a trained VLM: freezes it, attaches the action LoRA and makes the query rows trainable.
+    public init(vlm: VisionLanguageModel, expert: ActionExpertConfig, lora: LoRASettings, queryIds: [Int32], seed: UInt64) {
+        precondition(queryIds.count == expert.numQueries, "InstructVLA: \(queryIds.count) query tokens for an expert expecting \(expert.numQueries)")
+        var rng = RNG(seed: seed)
+        self.vlm = vlm
+        self.actionModel = ActionExpert(expert, rng: &rng)
+        self.adapters = AdapterContext(seed: seed &+ 1)
+        self.queryIds = queryIds
+        super.init()
+        vlm.freeze()
+        let lm = vlm.languageModel
+        for layer in lm.model.layers {
+            for linear in [layer.selfAttn.qProj, layer.selfAttn.kProj, layer.selfAttn.vProj, layer.selfAttn.oProj, layer.mlp.upProj, layer.mlp.downProj] {
+                let adapters = linear.adapters ?? LoRAAdapters(context: self.adapters)
+                adapters.add("action", inFeatures: linear.weight.shape[1], outFeatures: linear.weight.shape[0], rank: lora.rank,
+                             alpha: lora.alpha, dropout: lora.dropout, rng: &rng)
+                linear.adapters = adapters
+            }
+        }
+        // Only the query rows of the vocabulary train (in the embedding, and so in a tied LM head).
+        for weight in [lm.model.embedTokens.weight] + (lm.lmHead.map { [$0.weight] } ?? []) {
+            var rows = [Bool](repeating: false, count: weight.shape[0])
+            for id in queryIds { rows[Int(id)] = true }
+            weight.trainableRows = rows
+            weight.requiresGrad = true
+        }
+    }
+
+    /// Final LM hidden states [B, T, C] with the image tokens spliced in (adapters as the context says).
+    func hiddenStates(_ inputs: ActionInputs) -> Tensor {
+        let (b, t) = (inputs.batch, inputs.length)
+        let lm = vlm.languageModel
+        let text = lm.embed(inputs.ids, batch: b, length: t)
+        let c = text.shape[2]
+        let positions = inputs.ids.indices.filter { inputs.ids[$0] == vlm.imageTokenId }
+        precondition(positions.count == b * vlm.tokensPerImage, "InstructVLA: \(positions.count) image placeholders for \(b) samples")
+        let embeddings = replacingRows(text.reshaped([b * t, c]), at: positions, with: inputs.imageTokens.reshaped([-1, c]))
+        return lm.hiddenStates(embeddings: embeddings.reshaped([b, t, c]))
+    }
+
+    /// The latents [B, N, C]: hidden states at the query tokens, in order.
+    func latents(_ hidden: Tensor, _ inputs: ActionInputs) -> Tensor {
+        let (b, t, c) = (hidden.shape[0], hidden.shape[1], hidden.shape[2])
+        // Slices keep their parent's indices, so firstIndex is already a row of the [B·T, C] view.
+        let positions = (0..<b).flatMap { i in queryIds.map { q in inputs.ids[(i * t)..<((i + 1) * t)].firstIndex(of: q)! } }
+        return gatherRows(hidden.reshaped([b * t, c]), positions).reshaped([b, queryIds.count, c])
+    }
+
+    /// Cross-entropy over the supervised (answer) tokens only: logits at those positions alone.
+    func languageLoss(_ hidden: Tensor, _ inputs: ActionInputs) -> Tensor {
+        let c = hidden.shape[2]
+        let positions = inputs.targets.indices.filter { inputs.targets[$0] != -100 }
+        let logits = vlm.languageModel.logits(gatherRows(hidden.reshaped([-1, c]), positions))
+        return crossEntropy(logits: logits, targets: positions.map { inputs.targets[$0] })
+    }
+
+    /// Stage-1 loss: flow matching on the normalised chunk `actions` [B, H, A] plus the LM loss, 1:1.
+    public func loss(_ inputs: ActionInputs, actions: Tensor, rng: inout RNG) -> (total: Tensor, flow: Tensor, language: Tensor) {
+        let hidden = hiddenStates(inputs)
+        let language = languageLoss(hidden, inputs)
+        let latents = latents(hidden, inputs)
+        let (b, n) = (actions.shape[0], actions.count / actions.shape[0])
+        let clean = actions.toArray()
+        var noisy: [Float] = [], target: [Float] = [], times: [Float] = []
+        for i in 0..<b {
+            let t = FlowMatching.sampleTime(rng: &rng)
+            let noise = (0..<n).map { _ in rng.normal() }
+            let (x, u) = FlowMatching.interpolate(actions: clean[(i * n)..<((i + 1) * n)], noise: noise[...], t: t)
+            noisy += x
+            target += u
+            times.append(t)
+        }
+        let velocity = actionModel(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio,
+                                   noisyActions: Tensor(noisy, shape: actions.shape), time: times)
+        let flow = mseLoss(velocity, Tensor(target, shape: actions.shape))
+        return (flow + language, flow, language)
+    }
+
+    /// A normalised action chunk [B, H, A] by 10 Euler steps from `noise`, clipped to [-1, 1].
+    public func predictActions(_ inputs: ActionInputs, noise: Tensor, steps: Int = 10) -> Tensor {
+        withoutGrad {
+            let latents = latents(hiddenStates(inputs), inputs)
+            let x = FlowMatching.sample(noise: noise, steps: steps) { x, t in
+                actionModel(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio, noisyActions: x, time: t)
+            }
+            return Tensor(x.toArray().map { min(max($0, -1), 1) }, shape: x.shape)
+        }
+    }
+}

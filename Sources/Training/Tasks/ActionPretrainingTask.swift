@@ -1,0 +1,222 @@
+import Autograd
+import Checkpoint
+import Episodes
+import Foundation
+import Models
+
+/// Recipe of `pretrain-action` (stage 1, the paper's "Expert"): a trained stage-0 VLM, frozen, gets
+/// an action LoRA and trainable query rows, and a new action expert learns to act from its latents.
+public struct ActionPretrainingRecipe: RecipeSchema {
+    public struct Model: Codable, Sendable, Equatable {
+        /// Stage-0 run folder (`vlm` recipe): its resolved recipe, tokenizer and newest checkpoint.
+        public var vlm = ""
+        /// Latent action queries (≤ the tokenizer's reserved `<new_token_i>`).
+        public var actionQueries = 8
+        /// The expert's backbone (Llama-style, MHA, RoPE θ = 1000).
+        public var hiddenSize = 64
+        public var numLayers = 2
+        public var numHeads = 4
+        public var intermediateSize = 128
+        /// The expert's own vision transformer (image size comes from the data).
+        public var visionPatchSize = 8
+        public var visionHiddenSize = 48
+        public var visionLayers = 2
+        public var visionHeads = 4
+        public var visionIntermediateSize = 96
+        /// A proprio token (end-effector position and gripper) in the expert's input.
+        public var useProprio = true
+    }
+    public struct LoRA: Codable, Sendable, Equatable {
+        public var rank = 8
+        /// 0 means 2 × rank, as the paper.
+        public var alpha = 0.0
+        public var dropout = 0.05
+    }
+    public struct Motion: Codable, Sendable, Equatable {
+        /// Fraction of samples whose answer starts with the language-motion phrase.
+        public var fraction = 0.2
+        public var window = 4
+        public var positionThreshold = 0.01
+        public var gripperThreshold = 0.05
+    }
+
+    public var task = "pretrain-action"
+    public var model = Model()
+    public var lora = LoRA()
+    public var motion = Motion()
+    public var data: EpisodeDataSection = {
+        var data = EpisodeDataSection()
+        data.augment = false  // lets the frozen VLM's image tokens be cached per frame
+        return data
+    }()
+    public var train: TrainSection = {
+        var train = TrainSection()
+        train.trainable = ["action_model.*", "*.lora_A.action.*", "*.lora_B.action.*", "vlm.language_model.model.embed_tokens.weight"]
+        train.weightDecay = 0
+        train.schedule = "constant"
+        return train
+    }()
+
+    public init() {}
+
+    public func validate() throws {
+        guard task == "pretrain-action" else { throw RecipeError("task: this recipe type is 'pretrain-action', got '\(task)'") }
+        try train.validate()
+        try data.validate()
+        guard !model.vlm.isEmpty else { throw RecipeError("model.vlm: give the stage-0 run folder (e.g. Checkpoints/tiny/vlm)") }
+        guard model.actionQueries >= 1 else { throw RecipeError("model.action_queries: at least 1") }
+        guard model.hiddenSize % model.numHeads == 0, model.visionHiddenSize % model.visionHeads == 0 else {
+            throw RecipeError("model: hidden_size must divide by num_heads, vision_hidden_size by vision_heads")
+        }
+        guard lora.rank >= 1, lora.alpha >= 0, (0..<1).contains(lora.dropout) else {
+            throw RecipeError("lora: rank >= 1, alpha >= 0 (0: 2 × rank), dropout in [0, 1)")
+        }
+        guard (0...1).contains(motion.fraction), motion.window >= 1 else { throw RecipeError("motion: fraction in [0, 1], window >= 1") }
+    }
+
+    var loraSettings: LoRASettings {
+        LoRASettings(rank: lora.rank, alpha: Float(lora.alpha > 0 ? lora.alpha : 2 * Double(lora.rank)), dropout: Float(lora.dropout))
+    }
+    var languageMotion: LanguageMotion {
+        LanguageMotion(window: motion.window, positionThreshold: Float(motion.positionThreshold), gripperThreshold: Float(motion.gripperThreshold))
+    }
+
+    func expertConfig(imageSize: Int, latentSize: Int, proprioDim: Int, actionDim: Int) -> ActionExpertConfig {
+        var backbone = TransformerConfig(hiddenSize: model.hiddenSize, numHeads: model.numHeads, numKeyValueHeads: model.numHeads,
+                                         intermediateSize: model.intermediateSize, ropeTheta: 1000, attentionBias: false)
+        backbone.rmsNormEps = 1e-6
+        let vision = VisionConfig(imageSize: imageSize, patchSize: model.visionPatchSize, hiddenSize: model.visionHiddenSize,
+                                  numLayers: model.visionLayers, numHeads: model.visionHeads, intermediateSize: model.visionIntermediateSize)
+        return ActionExpertConfig(backbone: backbone, numLayers: model.numLayers, vision: vision, latentSize: latentSize,
+                                  numQueries: model.actionQueries, proprioDim: model.useProprio ? proprioDim : 0,
+                                  actionDim: actionDim, horizon: data.horizon)
+    }
+}
+
+/// Stage 1: flow matching through the frozen VLM's latent queries, plus the LM loss on the answer.
+public final class ActionPretrainingTask: TrainingTask {
+    public let recipe: ActionPretrainingRecipe
+    public let vla: InstructVLA
+    public let prompt: ActionPrompt
+    public let loader: EpisodeLoader
+    let motion: LanguageMotion
+    /// Raw proprio rows per episode, for the language-motion phrase of a step.
+    let proprio: [[Float]]
+    let frameOffsets: [Int]
+    /// The frozen VLM's image tokens per frame, filled as frames are first seen (only without augmentation).
+    var imageTokenCache: [Int: [Float]] = [:]
+    var rng: RNG
+    public var model: Module { vla }
+
+    public init(_ recipe: ActionPretrainingRecipe, run: RunDirectory) throws {
+        self.recipe = recipe
+        let stage0 = try TrainedVLM.load(runFolder: URL(fileURLWithPath: recipe.model.vlm))
+        loader = try recipe.data.trainingLoader(run: run, batchSize: recipe.train.batchSize, seed: recipe.train.seed)
+        let dataset = loader.dataset
+        guard dataset.imageShape == [stage0.recipe.model.imageSize, stage0.recipe.model.imageSize, 3] else {
+            throw RecipeError("data.files: frames are \(dataset.imageShape) but the stage-0 VLM (\(recipe.model.vlm)) reads " +
+                              "\(stage0.recipe.model.imageSize)² images")
+        }
+        guard dataset.layout.imageKeys.count == 1 else { throw RecipeError("data.image_keys: stage 1 takes one camera") }
+        let expert = recipe.expertConfig(imageSize: dataset.imageShape[0], latentSize: stage0.recipe.model.hiddenSize,
+                                         proprioDim: dataset.proprioDim, actionDim: dataset.actionDim)
+        prompt = try ActionPrompt(template: ChatTemplate(imageTokens: stage0.vlm.tokensPerImage), tokenizer: stage0.tokenizer,
+                                  numQueries: recipe.model.actionQueries)
+        vla = InstructVLA(vlm: stage0.vlm, expert: expert, lora: recipe.loraSettings, queryIds: prompt.queryIds, seed: UInt64(recipe.train.seed))
+        vla.adapters.training = true
+        motion = recipe.languageMotion
+        proprio = try dataset.episodes.indices.map { try dataset.proprio(episode: $0) }
+        frameOffsets = dataset.episodes.reduce(into: [0]) { $0.append($0.last! + $1.length) }
+        rng = RNG(seed: UInt64(recipe.train.seed) &+ 7)
+        // The tokenizer and stage-0 recipe travel with the run, so it can be served and exported alone
+        // (ActionPolicy reads them back).
+        try stage0.tokenizer.write(to: run.url.appendingPathComponent("tokenizer.json"))
+        let stage0Recipe = try Data(contentsOf: URL(fileURLWithPath: recipe.model.vlm).appendingPathComponent("recipe.yaml"))
+        try writeAtomically(run.url.appendingPathComponent("vlm_recipe.yaml")) { try $0.write(stage0Recipe) }
+        let firstFile = try HDF5File(path: dataset.episodes[0].file)
+        let observation: [String: Any] = ["image_size": dataset.imageShape[0], "image_key": dataset.layout.imageKeys[0],
+                                          "camera": try firstFile.stringAttribute("camera", of: "data") ?? "unknown"]
+        let observationJSON = try JSONSerialization.data(withJSONObject: observation, options: [.prettyPrinted, .sortedKeys])
+        try writeAtomically(run.url.appendingPathComponent("observation.json")) { try $0.write(observationJSON) }
+    }
+
+    /// The motion phrase of `step` of `episode` (the change over the next `window` steps).
+    func motionPhrase(episode: Int, step: Int) -> String {
+        let d = loader.dataset.proprioDim, rows = proprio[episode]
+        let later = min(step + motion.window, rows.count / d - 1)
+        return motion.phrase(from: rows[(step * d)..<((step + 1) * d)], to: rows[(later * d)..<((later + 1) * d)])
+    }
+
+    /// The frozen VLM's image tokens [B, n, C] of `pixels`, from the per-frame cache when frames are not augmented.
+    func imageTokens(_ pixels: Tensor, frames: [(episode: Int, step: Int)]) -> Tensor {
+        let vlm = vla.vlm
+        guard !recipe.data.augment else { return withoutGrad { vlm.imageTokens(pixels) } }
+        let keys = frames.map { frameOffsets[$0.episode] + $0.step }
+        let missing = keys.indices.filter { imageTokenCache[keys[$0]] == nil }
+        if !missing.isEmpty {
+            let fresh = withoutGrad { vlm.imageTokens(gatherRows(pixels.reshaped([pixels.shape[0], -1]), missing).reshaped([-1] + Array(pixels.shape.dropFirst()))) }
+            let size = fresh.count / missing.count, values = fresh.toArray()
+            for (k, i) in missing.enumerated() { imageTokenCache[keys[i]] = Array(values[(k * size)..<((k + 1) * size)]) }
+        }
+        let c = vlm.languageModel.config.hiddenSize
+        return Tensor(keys.flatMap { imageTokenCache[$0]! }, shape: [keys.count, vlm.tokensPerImage, c])
+    }
+
+    func inputs(_ batch: EpisodeBatch, motionFraction: Double, rng: inout RNG) -> ActionInputs {
+        let b = batch.instructions.count
+        let examples = (0..<b).map { i in
+            let withMotion = Double(rng.uniform()) < motionFraction
+            let phrase = withMotion ? motionPhrase(episode: batch.frames[i].episode, step: batch.frames[i].step) : nil
+            return example(instruction: batch.instructions[i], motion: phrase)
+        }
+        let length = examples.map(\.ids.count).max()!
+        let padded = examples.map { pad($0, to: length) }
+        let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
+        return ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
+                            imageTokens: imageTokens(pixels, frames: batch.frames), pixels: pixels,
+                            proprio: recipe.model.useProprio ? batch.proprio : nil)
+    }
+
+    /// Tokenised (unpadded) examples by instruction and motion phrase: a handful of distinct texts,
+    /// and BPE encoding them again for every sample would take most of a small model's step.
+    var examples: [String: (ids: [Int32], targets: [Int32])] = [:]
+
+    func example(instruction: String, motion: String?) -> (ids: [Int32], targets: [Int32]) {
+        let key = instruction + "\u{0}" + (motion ?? "\u{1}")
+        if let cached = examples[key] { return cached }
+        let made = prompt.example(instruction: instruction, motion: motion)
+        examples[key] = made
+        return made
+    }
+
+    /// Right-pads an example with end-of-turn tokens that are not supervised.
+    func pad(_ example: (ids: [Int32], targets: [Int32]), to length: Int) -> (ids: [Int32], targets: [Int32]) {
+        let fill = prompt.tokenizer.id(of: ChatTemplate.imEnd)!
+        let n = length - example.ids.count
+        return (example.ids + Array(repeating: fill, count: n), example.targets + Array(repeating: -100, count: n))
+    }
+
+    public func trainingLoss() throws -> MicroBatch {
+        let batch = try loader.next()
+        let started = Date()
+        let inputs = inputs(batch, motionFraction: recipe.motion.fraction, rng: &rng)
+        let dataSeconds = batch.waitSeconds + Date().timeIntervalSince(started)
+        let loss = vla.loss(inputs, actions: batch.actions, rng: &rng)
+        return MicroBatch(loss: loss.total, samples: inputs.batch, dataSeconds: dataSeconds,
+                          metrics: ["flow_loss": Double(loss.flow.item()), "lm_loss": Double(loss.language.item())])
+    }
+
+    public func validationLoss(batches: Int) throws -> Double? { nil }
+
+    public func save(into state: inout TrainerState) {
+        loader.save(into: &state)
+        state.setRNG("stage1", rng)
+        state.setRNG("lora_dropout", vla.adapters.rng)
+    }
+
+    public func restore(from state: TrainerState) throws {
+        try loader.restore(from: state)
+        rng = try state.rng("stage1")
+        vla.adapters.rng = try state.rng("lora_dropout")
+    }
+}

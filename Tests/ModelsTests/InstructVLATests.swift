@@ -1,0 +1,101 @@
+import Autograd
+import TestSupport
+import XCTest
+@testable import Models
+
+/// The stage-1 model: gradients through the whole loss, what may train, flow matching, language motion.
+final class InstructVLATests: XCTestCase {
+    override func setUp() { _ = logBLASOnce }
+
+    static let imageToken: Int32 = 2, queries: [Int32] = [3, 4]
+
+    /// A VLM and expert small enough for finite differences over their weights.
+    func tinyModel(tieEmbeddings: Bool = true) -> InstructVLA {
+        var rng = RNG(seed: 1)
+        let vlm = VisionLanguageModel(vision: VisionConfig(imageSize: 16, patchSize: 4, hiddenSize: 8, numLayers: 1, numHeads: 2, intermediateSize: 16),
+                                      language: TransformerConfig(hiddenSize: 8, numHeads: 2, numKeyValueHeads: 1, intermediateSize: 16),
+                                      vocabSize: 12, numLayers: 1, imageTokenId: Self.imageToken, tieWordEmbeddings: tieEmbeddings, rng: &rng)
+        let expert = ActionExpertConfig(
+            backbone: TransformerConfig(hiddenSize: 8, numHeads: 2, numKeyValueHeads: 2, intermediateSize: 16, ropeTheta: 1000, attentionBias: false),
+            numLayers: 1, vision: VisionConfig(imageSize: 16, patchSize: 8, hiddenSize: 4, numLayers: 1, numHeads: 2, intermediateSize: 8),
+            latentSize: 8, numQueries: 2, proprioDim: 3, actionDim: 2, horizon: 3)
+        return InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 2, alpha: 4, dropout: 0), queryIds: Self.queries, seed: 2)
+    }
+
+    /// Two samples: text, 4 image placeholders, the two queries; targets on the answer.
+    func inputs(_ vla: InstructVLA) -> ActionInputs {
+        let i = Self.imageToken
+        let ids: [Int32] = [0, i, i, i, i, 5, 6, 3, 4, 1, /**/ 0, i, i, i, i, 7, 3, 4, 1, 1]
+        let targets: [Int32] = [-100, -100, -100, -100, -100, -100, 3, 4, 1, -100, /**/ -100, -100, -100, -100, -100, 3, 4, 1, -100, -100]
+        let pixels = param([2, 16, 16, 3], seed: 3, scale: 0.2, offset: 0.5).detached()
+        return ActionInputs(ids: ids, targets: targets, length: 10, imageTokens: withoutGrad { vla.vlm.imageTokens(pixels) },
+                            pixels: pixels, proprio: param([2, 3], seed: 4).detached())
+    }
+
+    func testGradientsThroughTheWholeStage1Loss() {
+        let vla = tinyModel()
+        let inputs = inputs(vla)
+        let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
+        // A non-zero B, so that gradients reach A too; the embedding's rows are left to the next test.
+        let layer = vla.vlm.languageModel.model.layers[0]
+        let adapters = layer.selfAttn.vProj.adapters!
+        let b = (adapters.loraB["action"] as! Linear).weight
+        for i in 0..<b.count { b.pointer[i] = Float(i % 5) * 0.05 - 0.1 }
+        let checked = [(adapters.loraA["action"] as! Linear).weight, b, (layer.mlp.downProj.adapters!.loraA["action"] as! Linear).weight,
+                       vla.actionModel.film[0].scale.weight, vla.actionModel.actionEncoder.w1.weight, vla.actionModel.latentProjector.fc1.bias!,
+                       vla.actionModel.proprioProjector!.fc1.weight, vla.actionModel.actionHead[2].bias!, vla.actionModel.layers[0].selfAttn.qProj.weight]
+        assertGradients(checked, eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
+            var rng = RNG(seed: 6)  // the same flow times and noise at every evaluation
+            return vla.loss(inputs, actions: actions, rng: &rng).total
+        }
+    }
+
+    func testOnlyAdaptersQueryRowsAndTheExpertReceiveGradients() {
+        for tied in [true, false] {
+            let vla = tinyModel(tieEmbeddings: tied)
+            var rng = RNG(seed: 7)
+            vla.loss(inputs(vla), actions: param([2, 3, 2], seed: 8).detached(), rng: &rng).total.backward()
+            let lm = vla.vlm.languageModel
+            for weight in [lm.model.embedTokens.weight] + (lm.lmHead.map { [$0.weight] } ?? []) {
+                let grad = weight.grad!.toArray(), c = weight.shape[1]
+                for row in 0..<weight.shape[0] {
+                    let moved = grad[(row * c)..<((row + 1) * c)].contains { $0 != 0 }
+                    XCTAssertEqual(moved, Self.queries.contains(Int32(row)), "tied \(tied): row \(row) of \(weight.shape)")
+                }
+            }
+            for (name, p) in vla.namedParameters() {
+                let trains = name.hasPrefix("action_model.") || name.contains(".lora_") || name.hasSuffix("embed_tokens.weight") || name == "vlm.language_model.lm_head.weight"
+                XCTAssertEqual(p.requiresGrad, trains, name)
+                if !trains { XCTAssertNil(p.grad, "\(name) is frozen but got a gradient") }
+            }
+        }
+    }
+
+    func testFlowMatchingFollowsTheReferenceCode() {
+        var rng = RNG(seed: 9)
+        let times = (0..<20_000).map { _ in FlowMatching.sampleTime(rng: &rng) }
+        XCTAssertTrue(times.allSatisfy { $0 >= 0 && $0 <= 0.999 })
+        // z ~ Beta(1.5, 1) has mean 0.6, so E[t] = 0.999 × 0.4.
+        XCTAssertEqual(Double(times.reduce(0, +)) / 20_000, 0.3996, accuracy: 0.005)
+        let actions: [Float] = [0.5, -1], noise: [Float] = [2, 0.25]
+        let start = FlowMatching.interpolate(actions: actions[...], noise: noise[...], t: 0)
+        XCTAssertEqual(start.noisy, noise)
+        XCTAssertEqual(start.target, [0.5 - 0.999 * 2, -1 - 0.999 * 0.25])
+        let end = FlowMatching.interpolate(actions: actions[...], noise: noise[...], t: 1)
+        assertClose(end.noisy, [0.5 + 0.001 * 2, -1 + 0.001 * 0.25], tol: 1e-6)
+        // Following the exact velocity u from noise reaches the (σ-shifted) actions in 10 Euler steps.
+        let x = FlowMatching.sample(noise: Tensor(noise, shape: [1, 1, 2])) { _, t in
+            XCTAssertEqual(t.count, 1)
+            return Tensor(start.target, shape: [1, 1, 2])
+        }
+        assertClose(x.toArray(), end.noisy, tol: 1e-5)
+    }
+
+    func testLanguageMotionPhrases() {
+        let motion = LanguageMotion(window: 4, positionThreshold: 0.01, gripperThreshold: 0.05)
+        XCTAssertEqual(motion.phrase(from: [0, 0.6, 0.2, 1], to: [-0.02, 0.63, 0.2, 0.5]), "move forward left, close gripper")
+        XCTAssertEqual(motion.phrase(from: [0, 0.6, 0.2, 0.5], to: [0, 0.6, 0.15, 0.9]), "move down, open gripper")
+        XCTAssertEqual(motion.phrase(from: [0, 0.6, 0.2, 1], to: [0.005, 0.6, 0.2, 1]), "stop")
+        XCTAssertEqual(motion.phrase(from: [0, 0.6, 0.2, 1], to: [0.02, 0.55, 0.3, 1]), "move backward right, move up")
+    }
+}

@@ -1,0 +1,120 @@
+import Autograd
+import Checkpoint
+import Episodes
+import Foundation
+import Models
+import TestSupport
+import XCTest
+@testable import Training
+
+/// Stage 1 end to end on real (tiny) Meta-World demonstrations and a tiny stage-0 VLM trained here.
+final class ActionPretrainingTests: XCTestCase {
+    struct Fixture {
+        let recipe: URL
+        let demos: URL
+    }
+
+    static let fixture: Result<Fixture, Error> = Result {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-stage1-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let demos = dir.appendingPathComponent("demos"), shapes = dir.appendingPathComponent("shapes.hdf5")
+        try PythonReference.runScript("Datasets/metaworld/generate.py", arguments: ["--tasks", "reach-v3,push-v3", "--demos-per-task", "3",
+                                                                                   "--image-size", "16", "--workers", "1", "--out", demos.path])
+        try PythonReference.runScript("Datasets/vqa/generate_shapes.py", arguments: ["--out", shapes.path, "--train", "128", "--test", "20", "--image-size", "16"])
+        let vlmRecipe = dir.appendingPathComponent("vlm.yaml"), vlmRun = dir.appendingPathComponent("vlm")
+        try """
+        task: vlm
+        model: {image_size: 16, patch_size: 4, vision_hidden_size: 16, vision_layers: 1, vision_heads: 2,
+                vision_intermediate_size: 32, hidden_size: 32, num_layers: 1, num_heads: 4, num_key_value_heads: 2,
+                intermediate_size: 64}
+        tokenizer: {vocab_size: 300, action_queries: 4}
+        data: {files: ['\(shapes.path)'], max_length: 56, eval_examples: 0}
+        train: {steps: 4, batch_size: 8, save_every: 4, log_every: 4}
+        """.write(to: vlmRecipe, atomically: true, encoding: .utf8)
+        let prepared = try RunSetup.prepare(VLMRecipe.self, recipe: vlmRecipe, overrides: [], runDirectory: vlmRun, mode: .automatic)
+        _ = try Trainer(train: prepared.recipe.train, task: try VLMTask(prepared.recipe, run: prepared.run), run: prepared.run,
+                        lock: prepared.lock, log: { _ in }).run()
+        let recipe = dir.appendingPathComponent("stage1.yaml")
+        try """
+        task: pretrain-action
+        model: {vlm: '\(vlmRun.path)', action_queries: 4, hidden_size: 16, num_layers: 1, num_heads: 2, intermediate_size: 32,
+                vision_patch_size: 8, vision_hidden_size: 8, vision_layers: 1, vision_heads: 2, vision_intermediate_size: 16}
+        lora: {rank: 2}
+        motion: {fraction: 0.5}
+        data: {files: ['\(demos.path)/*-v3.hdf5'], horizon: 4}
+        train: {steps: 6, batch_size: 4, learning_rate: 1.0e-2, save_every: 3, log_every: 1}
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        return Fixture(recipe: recipe, demos: demos)
+    }
+
+    /// Trains (or resumes) the 6-step run in `folder`, stopped by a SIGTERM after `stopAt` steps if given.
+    func train(in folder: URL, stopAt: Int? = nil, before: ((ActionPretrainingTask) -> Void)? = nil) throws -> (ActionPretrainingTask, [Double]) {
+        let prepared = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: try Self.fixture.get().recipe, overrides: [],
+                                            runDirectory: folder, mode: .automatic)
+        let task = try ActionPretrainingTask(prepared.recipe, run: prepared.run)
+        before?(task)
+        let trainer = Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock, log: { _ in })
+        if let stopAt { trainer.addEvaluationHook(every: stopAt, name: "stop") { _ in raise(SIGTERM); return [:] } }
+        _ = try trainer.run()
+        return (task, try MetricsLog.read(folder.appendingPathComponent("metrics.jsonl")).compactMap { $0.values["loss"] })
+    }
+
+    func testFrozenVLMStaysBitForBitOnlyQueryRowsMoveAndResumeIsExact() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1run-\(UUID().uuidString.prefix(8))")
+        var initial: [String: [Float]] = [:]
+        let (task, straight) = try train(in: root.appendingPathComponent("straight")) { task in
+            for (name, p) in task.vla.namedParameters() { initial[name] = p.toArray() }
+        }
+        XCTAssertEqual(straight.count, 6)
+        XCTAssertTrue(straight.allSatisfy(\.isFinite))
+        let queryRows = Set(task.prompt.queryIds.map(Int.init))
+        for (name, p) in task.vla.namedParameters() {
+            let now = p.toArray(), before = initial[name]!
+            if name.hasSuffix("embed_tokens.weight") {
+                let c = p.shape[1]
+                for row in 0..<p.shape[0] {
+                    let same = now[(row * c)..<((row + 1) * c)] == before[(row * c)..<((row + 1) * c)]
+                    XCTAssertEqual(same, !queryRows.contains(row), "\(name) row \(row)")
+                }
+            } else if name.hasPrefix("vlm.") && !name.contains(".lora_") {
+                XCTAssertEqual(now, before, "\(name) is frozen but changed")
+            } else if name.contains(".lora_B.") || name.hasPrefix("action_model.layers") {
+                XCTAssertNotEqual(now, before, "\(name) should train")
+            }
+        }
+
+        let interrupted = root.appendingPathComponent("interrupted")
+        XCTAssertEqual(try train(in: interrupted, stopAt: 3).1.count, 3)
+        XCTAssertEqual(try train(in: interrupted).1, straight, "same losses step for step after a resume")
+    }
+
+    func testExportedBundleActsExactlyLikeTheRunAndRejectsTampering() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1export-\(UUID().uuidString.prefix(8))")
+        let run = root.appendingPathComponent("run")
+        _ = try train(in: run)
+        let fromRun = try ActionPolicy(contentsOf: run)
+        let bundle = root.appendingPathComponent("bundle")
+        try fromRun.export(from: run, to: bundle)
+        let fromBundle = try ActionPolicy(contentsOf: bundle)
+
+        let dataset = try EpisodeDataset(files: [try Self.fixture.get().demos.appendingPathComponent("reach-v3.hdf5").path], layout: .metaworld)
+        let sample = try dataset.sample(episode: 0, step: 5, horizon: 1)
+        func act(_ policy: ActionPolicy, seed: UInt64) throws -> [Float] {
+            var rng = RNG(seed: seed)
+            return try policy.act(image: sample.images[0], proprio: sample.proprio, instruction: sample.instruction, rng: &rng)
+        }
+        let a = try act(fromRun, seed: 3)
+        XCTAssertEqual(a.count, fromRun.horizon * fromRun.actionDim)
+        XCTAssertTrue(a.allSatisfy(\.isFinite))
+        XCTAssertEqual(try act(fromBundle, seed: 3), a, "the bundle must reproduce the run's actions exactly")
+        XCTAssertNotEqual(try act(fromBundle, seed: 4), a, "another noise seed gives another sample")
+        XCTAssertEqual(fromBundle.camera, "corner4")
+
+        let weights = bundle.appendingPathComponent("model.safetensors")
+        let handle = try FileHandle(forUpdating: weights)
+        try handle.seek(toOffset: try handle.seekToEnd() - 4)
+        try handle.write(contentsOf: Data([1, 2, 3, 4]))
+        try handle.close()
+        XCTAssertThrowsError(try ActionPolicy(contentsOf: bundle)) { XCTAssertTrue("\($0)".contains("SHA-256"), "\($0)") }
+    }
+}
