@@ -155,6 +155,56 @@ do {
     print("bench: loader benchmark failed: \(error)")
 }
 
+// 5. A stage-1 training step at benchmark scale (the sizes of Recipes/metaworld-mt10/vlm.yaml and
+// stage1.yaml) on synthetic inputs: forward, backward, clipping and AdamW. Its rate is the matrix
+// products' FLOPs per second of step time, against the peak above; the loader's rate above is
+// compared with what this step consumes.
+@MainActor func stage1Step() -> (samplesPerSecond: Double, gemmGflops: Double, detail: String) {
+    var r = RNG(seed: 5)
+    let vlm = VisionLanguageModel(vision: VisionConfig(imageSize: 64, patchSize: 8, hiddenSize: 96, numLayers: 3, numHeads: 4, intermediateSize: 192),
+                                  language: TransformerConfig(hiddenSize: 128, numHeads: 4, numKeyValueHeads: 2, intermediateSize: 256),
+                                  vocabSize: 512, numLayers: 3, imageTokenId: 2, rng: &r)
+    vlm.centerImageFeatures = true
+    let expert = ActionExpertConfig(
+        backbone: TransformerConfig(hiddenSize: 128, numHeads: 4, numKeyValueHeads: 4, intermediateSize: 256, ropeTheta: 1000, attentionBias: false),
+        numLayers: 3, vision: VisionConfig(imageSize: 64, patchSize: 8, hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 128),
+        latentSize: 128, numQueries: 16, proprioDim: 4, actionDim: 4, horizon: 8)
+    let queries = (3..<19).map(Int32.init)
+    let vla = InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 16, alpha: 32, dropout: 0), queryIds: queries, seed: 6)
+    let (b, text) = (32, 24)
+    // [start | 16 image tokens | instruction | 16 queries | end]: the length of an MT10 prompt.
+    let sample: [Int32] = [0] + Array(repeating: 2, count: vlm.tokensPerImage) + (0..<text).map { Int32(30 + $0 % 400) } + queries + [1]
+    let targets: [Int32] = Array(repeating: -100, count: 1 + vlm.tokensPerImage + text - 1) + queries + [1, -100]
+    let pixels = Tensor.randomUniform([b, 64, 64, 3], low: 0, high: 1, rng: &r)
+    let inputs = ActionInputs(ids: Array((0..<b).map { _ in sample }.joined()), targets: Array((0..<b).map { _ in targets }.joined()),
+                              length: sample.count, imageTokens: withoutGrad { vlm.imageTokens(pixels) }, pixels: pixels,
+                              proprio: Tensor.randomUniform([b, 4], low: -1, high: 1, rng: &r))
+    let actions = Tensor.randomUniform([b, 8, 4], low: -1, high: 1, rng: &r)
+    let trainable = vla.namedParameters().filter { $0.0.hasPrefix("action_model.") || $0.0.contains(".lora_") || $0.0.hasSuffix("embed_tokens.weight") }
+    let optimizer = AdamW(trainable, weightDecay: 0)
+    var noise = RNG(seed: 7)
+    func step() {
+        optimizer.zeroGrad()
+        vla.loss(inputs, actions: actions, rng: &noise).total.backward()
+        _ = clipGradNorm(trainable.map(\.1), maxNorm: 1)
+        optimizer.update(learningRate: 3e-4)
+    }
+    step()
+    let before = BLAS.gemmFlops
+    step()
+    let flops = Double(BLAS.gemmFlops - before)
+    let seconds = timeMedian(minSeconds: minSeconds * 2, step)
+    return (Double(b) / seconds, flops / seconds / 1e9,
+            String(format: "batch %d, %.1f ms/step, %.2f GFLOP of matrix products per step", b, seconds * 1e3, flops / 1e9))
+}
+let stage1 = stage1Step()
+results.append(Result(name: "stage1_step_mt10_scale", unit: "GFLOP/s", value: stage1.gemmGflops, fraction_of_peak: stage1.gemmGflops / peak,
+                      detail: String(format: "%.0f samples/s; ", stage1.samplesPerSecond) + stage1.detail))
+if let loader = results.first(where: { $0.name == "loader_64px_augmented" }) {
+    results.append(Result(name: "loader_over_stage1_consumption", unit: "x", value: loader.value / stage1.samplesPerSecond, fraction_of_peak: nil,
+                          detail: "augmented 64² samples the loader delivers per sample a stage-1 step consumes"))
+}
+
 // Report.
 print(String(format: "sgemm peak this run: %.1f GFLOP/s", peak))
 for r in results {

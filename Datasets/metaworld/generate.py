@@ -5,7 +5,6 @@
 See README.md for the layout written and measured timings.
 """
 import argparse
-import atexit
 import json
 import math
 import multiprocessing as mp
@@ -13,141 +12,40 @@ import os
 import platform
 import signal
 import sys
-import warnings
-import zlib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from importlib.metadata import version
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # headless; must be set before mujoco is imported
-
 import numpy as np
+
+from sim import (CAMERAS, ENV_MAX_STEPS, INSTRUCTIONS, camera_for, env_state_doc, episode_seed, expert, parse_tasks,
+                 process_sim, stop_pool, worker_init)
 
 GENERATOR_VERSION = "1.0.0"
 CHUNK_FRAMES = 8  # frames per zstd chunk: cross-frame redundancy vs. cost of a one-frame read
-ENV_MAX_STEPS = 500  # Meta-World's max_path_length; stepping past it raises
-# corner4 (default) frames the table ~2x tighter than corner; hand, objects and goals stay in view for all
-# MT10 layouts (checked by projecting the recorded positions).
-CAMERAS = ["corner4", "corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV"]
-
-MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
-        "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]
-# One English instruction per task (MT10 and all 50), also for evaluation code to read.
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "instructions.json")) as _f:
-    INSTRUCTIONS = json.load(_f)
 
 
-def episode_seed(seed, task, attempt):
-    """Seed of one attempt: independent of workers and chunking, so output depends only on --seed."""
-    ss = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(task.encode()), attempt))
-    return int(ss.generate_state(1)[0])
-
-
-class TaskRunner:
-    """One env + offscreen renderer for one task, living in a worker process."""
-
-    def __init__(self, task, size, camera):
-        import metaworld
-        import mujoco
-        from metaworld.policies import ENV_POLICY_MAP
-        warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")  # experts; actions are clipped
-        self.mujoco = mujoco
-        bench = metaworld.MT1(task, seed=0)  # only for a valid Task (fully observable goal)
-        self.env = bench.train_classes[task]()
-        self.env.set_task(bench.train_tasks[0])
-        self.env.seeded_rand_vec = True  # fresh layouts drawn from env.np_random instead of the 50 fixed ones
-        self.policy = ENV_POLICY_MAP[task]()
-        m = self.env.model
-        # llvmpipe spends most of its time on MSAA and 4096^2 shadow maps: 75-130 ms -> ~7 ms a frame.
-        m.vis.quality.offsamples = 0
-        m.vis.global_.offwidth = max(m.vis.global_.offwidth, size)
-        m.vis.global_.offheight = max(m.vis.global_.offheight, size)
-        self.renderer = mujoco.Renderer(m, size, size)
-        self.camera = camera
-        self.env.reset()
-        # Meta-World's corner cameras have their up axis pointing down (images come out upside down):
-        # rotate by 180 degrees whenever the camera's up vector points below the horizon.
-        cam = m.camera(camera).id
-        self.flip = bool(self.env.data.cam_xmat[cam].reshape(3, 3)[2, 1] < 0)
-
-    def render(self):
-        r = self.renderer
-        r.update_scene(self.env.data, camera=self.camera)
-        r.scene.flags[self.mujoco.mjtRndFlag.mjRND_SHADOW] = False
-        r.scene.flags[self.mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-        img = r.render()
-        return img[::-1, ::-1].copy() if self.flip else img.copy()
-
-    def run(self, seed, max_steps):
-        env = self.env
-        # An unfrozen reset draws a layout in each of its two reset_model() calls, and some envs (window, door)
-        # then return a first observation that mixes both. So draw the layout, freeze it, and reset again:
-        # the episode starts exactly as an MT1 task (and an eval env given layout["rand_vec"]) would.
-        env._freeze_rand_vec = False
-        env.seed(seed)
-        env.reset()
-        env._freeze_rand_vec = True
-        obs, _ = env.reset()
-        # Reset can leave body/site poses a substep stale (seen as single pixels that depend on the previous
-        # episode). Recompute poses only: mj_forward would also change the solver warm start, so the physics.
-        for fn in (self.mujoco.mj_kinematics, self.mujoco.mj_comPos, self.mujoco.mj_camlight):
-            fn(env.model, env.data)
-        layout = {"rand_vec": env._last_rand_vec.tolist(), "hand_pos": obs[0:3].tolist(),
-                  "obj_pos": obs[4:7].tolist(), "obj_quat": obs[7:11].tolist(),
-                  "obj2_pos": obs[11:14].tolist(), "goal_pos": obs[36:39].tolist()}
-        frames, states, actions, rewards = [], [], [], []
-        success = False
-        for _ in range(max_steps):
-            frames.append(self.render())
-            states.append(obs.copy())  # some experts (door-open/close) edit the obs they are given in place
-            action = np.clip(self.policy.get_action(obs), -1.0, 1.0).astype(np.float32)
-            obs, reward, _, _, info = env.step(action)
-            actions.append(action)
-            rewards.append(reward)
-            if info["success"]:
-                success = True
-                break
-        ep = {"seed": seed, "success": success, "steps": len(actions)}
-        if success:
-            ep.update(layout=json.dumps(layout), rgb=np.stack(frames),
-                      state=np.asarray(states, np.float32), actions=np.stack(actions),
-                      rewards=np.asarray(rewards, np.float32))
-        return ep
-
-    def close(self):
-        self.renderer.close()
-        self.env.close()
-
-
-_runner = None
-
-
-def _worker_init():
-    try:  # Linux: die with the parent, so that a killed generator leaves no workers behind
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _close_runner():  # else Renderer.__del__ prints EGL errors at interpreter teardown
-    if _runner is not None:
-        _runner.close()
+def run_episode(sim, policy, seed, max_steps, keep_failure):
+    """One attempt; the recorded arrays are returned for a success, or for any attempt when keep_failure."""
+    obs, layout = sim.reset(seed)
+    attrs = sim.episode_attrs()
+    steps = list(sim.rollout(policy, obs, max_steps))
+    success = steps[-1][4]
+    ep = {"seed": seed, "success": success, "steps": len(steps)}
+    if success or keep_failure:
+        frames, states, actions, rewards, _ = zip(*steps)
+        ep.update(layout=json.dumps(layout), attrs=attrs, rgb=np.stack(frames),
+                  state=np.asarray(states, np.float32), actions=np.stack(actions),
+                  rewards=np.asarray(rewards, np.float32))
+    return ep
 
 
 def run_chunk(task, attempts, cfg):
-    global _runner
-    if _runner is None or _runner.key != (task, cfg["image_size"], cfg["camera"]):
-        first = _runner is None
-        if not first:
-            _runner.close()
-        _runner = TaskRunner(task, cfg["image_size"], cfg["camera"])
-        if first:  # after the renderer exists, so that this runs before mujoco's own atexit eglTerminate
-            atexit.register(_close_runner)
-        _runner.key = (task, cfg["image_size"], cfg["camera"])
+    sim = process_sim(task, cfg["image_size"], cfg["camera"])
+    policy = expert(task)
     out = []
     for a in attempts:
-        ep = _runner.run(episode_seed(cfg["seed"], task, a), cfg["max_steps"])
-        ep.update(attempt=a, flip=_runner.flip)
+        ep = run_episode(sim, policy, episode_seed(cfg["seed"], task, a), cfg["max_steps"], cfg["all_attempts"])
+        ep.update(attempt=a, flip=sim.flip)
         out.append(ep)
     return out
 
@@ -175,21 +73,26 @@ def write_task_file(path, task, eps, cfg, attempts):
                 o.create_dataset("gripper_state", data=ep["state"][:, 3:4])
                 o.create_dataset("env_state", data=ep["state"])
                 g.attrs.update(num_samples=T, seed=ep["seed"], attempt=ep["attempt"],
-                               layout=ep["layout"], success_step=T - 1)
-            size = cfg["image_size"]
+                               layout=ep["layout"], success_step=T - 1 if ep["success"] else -1)
+                g.attrs.update(ep["attrs"])  # the instruct scene: language_instruction and scene
+                if cfg["all_attempts"]:
+                    g.attrs["success"] = int(ep["success"])
+            size, camera = cfg["image_size"], camera_for(task, cfg["camera"])
             data.attrs.update(
                 task=task, env_name=task, language_instruction=INSTRUCTIONS[task],
                 env_version=f"metaworld {version('metaworld')} (v3 envs), mujoco {version('mujoco')}",
                 num_demos=n, total=int(sum(len(e["actions"]) for e in eps)), attempts=attempts,
-                image_size=size, camera=cfg["camera"], camera_rotated_180=int(bool(eps and eps[0]["flip"])),
+                image_size=size, camera=camera, camera_rotated_180=int(bool(eps and eps[0]["flip"])),
                 render_settings="mujoco.Renderer, vis.quality.offsamples=0, shadows and reflections off, "
                                 "image rotated 180 degrees when camera_rotated_180",
                 seed=cfg["seed"], max_steps=cfg["max_steps"], generator_version=GENERATOR_VERSION,
                 env_args=json.dumps({"env_name": task, "type": "metaworld-v3", "env_kwargs": {
-                    "camera_name": cfg["camera"], "width": size, "height": size, "max_steps": cfg["max_steps"]}}),
+                    "camera_name": camera, "width": size, "height": size, "max_steps": cfg["max_steps"]}}),
                 obs_doc="agentview_rgb: uint8 HWC, top row first; ee_pos: obs[0:3] hand xyz; "
-                        "gripper_state: obs[3] gripper opening in [0,1] (T,1); env_state: the full 39-d observation",
+                        f"gripper_state: obs[3] gripper opening in [0,1] (T,1); env_state: {env_state_doc(task)}",
                 action_doc="(dx, dy, dz, gripper) in [-1, 1], gripper +1 closes")
+            if cfg["all_attempts"]:
+                data.attrs.update(all_attempts=1, successes=sum(int(e["success"]) for e in eps))
             mask = f.create_group("mask")
             mask.create_dataset("train", data=np.array(names[:n - n_valid], dtype="S"))
             mask.create_dataset("valid", data=np.array(names[n - n_valid:], dtype="S"))
@@ -210,16 +113,15 @@ def parse_args(argv):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=ENV_MAX_STEPS, help="per attempt, 1..500 (default 500)")
     p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--all-attempts", action="store_true",
+                   help="record exactly attempts 0..N-1, failures included (per-demo attr success 0/1): with "
+                        "--seed 1000000 --max-steps 200 these are the evaluation episodes of evaluate.py")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
     a = p.parse_args(argv)
-    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
-    if a.tasks.lower() in ("mt10", "mt50", "all"):
-        a.tasks = MT10 if a.tasks.lower() == "mt10" else list(ALL_V3_ENVIRONMENTS)
-    else:
-        a.tasks = [t if t.endswith("-v3") else t + "-v3" for t in a.tasks.replace(" ", "").split(",") if t]
-        bad = [t for t in a.tasks if t not in ALL_V3_ENVIRONMENTS]
-        if bad or not a.tasks:
-            p.error(f"unknown task(s) {bad}; valid: mt10, mt50, or any of {', '.join(ALL_V3_ENVIRONMENTS)}")
+    try:
+        a.tasks = parse_tasks(a.tasks)
+    except ValueError as e:
+        p.error(str(e))
     if not 8 <= a.image_size <= 512:  # a task's episodes are held in memory until its file is written
         p.error(f"--image-size must be between 8 and 512, got {a.image_size}")
     if a.camera not in CAMERAS:
@@ -238,24 +140,25 @@ def parse_args(argv):
     return a
 
 
-def finish_task(task, wins, n, next_attempt, cfg, out_dir):
-    """Write a task's file from its first n successes (attempt order, so independent of scheduling)."""
-    kept = wins[:n]
+def finish_task(task, recorded, n, next_attempt, cfg, out_dir):
+    """Write a task's file from its first n recorded episodes (attempt order, so independent of scheduling)."""
+    kept = recorded[:n]
     attempts = kept[-1]["attempt"] + 1 if len(kept) == n else next_attempt
     path = os.path.join(out_dir, f"{task}.hdf5")
     n_train, n_valid = write_task_file(path, task, kept, cfg, attempts) if kept else (0, 0)
     lengths = [e["steps"] for e in kept]
+    successes = sum(e["success"] for e in kept)
     return {"requested": n, "demos": len(kept), "file": os.path.basename(path) if kept else None,
             "language_instruction": INSTRUCTIONS[task], "train": n_train, "valid": n_valid,
-            "attempts": attempts, "scripted_success_rate": round(len(kept) / max(attempts, 1), 4),
+            "attempts": attempts, "scripted_success_rate": round(successes / max(attempts, 1), 4),
             "frames": sum(lengths), "mean_length": round(float(np.mean(lengths)), 1) if kept else 0,
-            "max_length": max(lengths, default=0)}
+            "max_length": max(lengths, default=0)} | ({"successes": successes} if cfg["all_attempts"] else {})
 
 
 def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
-    cfg = {k: getattr(args, k) for k in ("seed", "image_size", "camera", "max_steps", "valid_fraction")}
+    cfg = {k: getattr(args, k) for k in ("seed", "image_size", "camera", "max_steps", "valid_fraction", "all_attempts")}
     n = args.demos_per_task
     chunk = max(1, min(10, math.ceil(n / args.workers)))
     limit = max(20, 10 * n)  # attempts after which a task is given up
@@ -265,7 +168,7 @@ def main(argv=None):
         os.environ.setdefault("LP_NUM_THREADS", "1")  # one llvmpipe thread per worker process
     bar = tqdm(total=n * len(args.tasks), unit="demo", dynamic_ncols=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up like Ctrl-C
-    pool = ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+    pool = ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), initializer=worker_init)
     futures = {}
 
     def submit(task, count):  # attempts are numbered per task, in contiguous chunks
@@ -285,21 +188,22 @@ def main(argv=None):
                 s = state[task]
                 s["running"] -= 1
                 s["eps"].update((ep["attempt"], ep) for ep in fut.result())
-                wins = [s["eps"][a] for a in sorted(s["eps"]) if s["eps"][a]["success"]]
-                bar.update(min(len(wins), n) - s["shown"])
-                s["shown"] = min(len(wins), n)
+                eps = [s["eps"][a] for a in sorted(s["eps"])]
+                kept = eps if args.all_attempts else [e for e in eps if e["success"]]
+                bar.update(min(len(kept), n) - s["shown"])
+                s["shown"] = min(len(kept), n)
                 if s["running"]:
                     continue
-                if len(wins) < n and s["next"] < limit:
-                    submit(task, math.ceil((n - len(wins)) / max(len(wins) / s["next"], 0.1)))
+                if len(kept) < n and s["next"] < limit:
+                    submit(task, math.ceil((n - len(kept)) / max(len(kept) / s["next"], 0.1)))
                     continue
-                card_tasks[task] = c = finish_task(task, wins, n, s["next"], cfg, args.out)
-                tqdm.write(f"{task}: kept {c['demos']}/{n} from {c['attempts']} attempts, {c['frames']} frames"
+                card_tasks[task] = c = finish_task(task, kept, n, s["next"], cfg, args.out)
+                what = f"{c['successes']} successful" if args.all_attempts else f"kept {c['demos']}/{n}"
+                tqdm.write(f"{task}: {what} from {c['attempts']} attempts, {c['frames']} frames"
                            + (f" -> {os.path.join(args.out, c['file'])}" if c["file"] else ", no file written"))
                 s["eps"].clear()
-    except BaseException:  # error, Ctrl-C or SIGTERM: stop the running chunks too (no public API before 3.14)
-        for proc in (getattr(pool, "_processes", None) or {}).values():
-            proc.terminate()
+    except BaseException:  # error, Ctrl-C or SIGTERM: stop the running chunks too
+        stop_pool(pool)
         raise
     finally:
         pool.shutdown(cancel_futures=True)
@@ -317,6 +221,8 @@ def main(argv=None):
 def write_card(args, tasks):
     settings = {"generator_version": GENERATOR_VERSION, "seed": args.seed, "image_size": args.image_size,
                 "camera": args.camera, "max_steps": args.max_steps, "valid_fraction": args.valid_fraction}
+    if args.all_attempts:  # an expert-replay set (failures included) never shares a card with a demo set
+        settings["all_attempts"] = True
     path = os.path.join(args.out, "dataset_card.json")
     try:  # a later run with the same settings adds its tasks to the card
         with open(path) as f:

@@ -63,6 +63,8 @@ def collect(files, split, per_demo, rng):
         with h5py.File(path, "r") as h:
             task = h["data"].attrs["task"]
             task = task.decode() if isinstance(task, bytes) else str(task)
+            if task == "instruct-place-v3":
+                continue  # Meta-World-Instruct: its questions come with the VLA-IT annotations (metaworld/annotate.py)
             if task not in OBJECT:
                 sys.exit(f"{path}: task {task} has no scene vocabulary (MT10 tasks only)")
             names = [n.decode() for n in h[f"mask/{split}"][()]]

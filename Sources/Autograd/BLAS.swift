@@ -22,6 +22,10 @@ public enum BLAS {
         return requested > 0 ? requested : ProcessInfo.processInfo.activeProcessorCount
     }()
 
+    /// FLOPs of all matrix products run so far (2·M·N·K each): with a step's time, the rate at which
+    /// a training step keeps the cores on sgemm.
+    public static var gemmFlops: Int { gemmFlopCounter.load(ordering: .relaxed) }
+
     /// One line for logs: "OpenBLAS core Haswell (OPENBLAS_CORETYPE set by the environment), 2 threads".
     public static var summary: String { "OpenBLAS core \(core) (\(coreSource)), \(workers) threads (OpenBLAS single-threaded, products split by the toolkit)" }
 }

@@ -1,5 +1,6 @@
 import COpenBLAS
 import Dispatch
+import Synchronization
 
 // Pointer-level kernels shared by the ops. Each loop walks raw pointers so that it vectorises at -O;
 // reductions use explicit SIMD16 accumulators (one AVX-512 register), since Swift will not reorder a
@@ -21,6 +22,7 @@ func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         if beta != 1 { for i in 0..<m { scaleInPlace(c + i * ldc, beta, n) } }
         return
     }
+    gemmFlopCounter.add(2 * m * n * k, ordering: .relaxed)
     let workers = BLAS.workers
     guard workers > 1, m * n * k >= sgemmSplitThreshold, !insideParallelRegion else {
         sgemmSerial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
@@ -41,6 +43,9 @@ func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         }
     }
 }
+
+/// Floating-point operations of every sgemm so far (2·M·N·K each), for benchmarks' fraction of peak.
+let gemmFlopCounter = Atomic<Int>(0)
 
 /// Products below this many multiply-adds run on the calling thread: splitting costs more than it saves.
 let sgemmSplitThreshold = 1 << 20

@@ -1,0 +1,203 @@
+"""Meta-World v3 env + offscreen renderer shared by generate.py and evaluate.py.
+
+Both scripts reset, render and run the scripted expert through this module only, so an evaluation
+episode starts from exactly the layout, and shows exactly the frames, that the generator would record
+for the same episode seed.
+"""
+import atexit
+import json
+import os
+import signal
+import warnings
+import zlib
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless; must be set before mujoco is imported
+
+import numpy as np
+
+import instruct_scene
+from instruct_scene import TASK as INSTRUCT_TASK
+
+ENV_MAX_STEPS = 500  # Meta-World's max_path_length; stepping past it raises
+EVAL_SEED = 1_000_000  # evaluation episodes: episode_seed(EVAL_SEED, task, i); training data uses other seeds
+# corner4 (default) frames the table ~2x tighter than corner; hand, objects and goals stay in view for all
+# MT10 layouts (checked by projecting the recorded positions).
+CAMERAS = ["corner4", "corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV"]
+
+MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
+        "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]
+INSTRUCTIONS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "instructions.json")
+# One English instruction per task (MT10, all 50, and a generic one for INSTRUCT_TASK, whose demos have their own).
+with open(INSTRUCTIONS_FILE) as _f:
+    INSTRUCTIONS = json.load(_f)
+
+
+def episode_seed(seed, task, attempt):
+    """Seed of one attempt: independent of workers and chunking, so output depends only on --seed."""
+    ss = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(task.encode()), attempt))
+    return int(ss.generate_state(1)[0])
+
+
+def parse_tasks(spec):
+    """A comma list of task names ('-v3' optional) and groups mt10, mt50/all (e.g. 'mt10,instruct-place')
+    -> task names; ValueError names the bad ones."""
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+    groups = {"mt10": MT10, "mt50": list(ALL_V3_ENVIRONMENTS), "all": list(ALL_V3_ENVIRONMENTS)}
+    tasks = []
+    for t in spec.replace(" ", "").split(","):
+        tasks += groups.get(t.lower(), [t if t.endswith("-v3") else t + "-v3"] if t else [])
+    tasks = list(dict.fromkeys(tasks))
+    bad = [t for t in tasks if t not in ALL_V3_ENVIRONMENTS and t != INSTRUCT_TASK]
+    if bad or not tasks:
+        raise ValueError(f"unknown task(s) {bad}; valid: mt10, mt50, {INSTRUCT_TASK}, "
+                         f"or any of {', '.join(ALL_V3_ENVIRONMENTS)}")
+    return tasks
+
+
+def camera_for(task, camera):
+    """The camera a task is rendered from: the instruct scene always uses its own front camera."""
+    return instruct_scene.CAMERA if task == INSTRUCT_TASK else camera
+
+
+def env_state_doc(task):
+    return instruct_scene.ENV_STATE_DOC if task == INSTRUCT_TASK else "the full 39-d observation"
+
+
+class SimEnv:
+    """One task's env and (unless size is None) its offscreen renderer."""
+
+    def __init__(self, task, size=None, camera="corner4"):
+        import metaworld
+        import mujoco
+        self.mujoco = mujoco
+        if task == INSTRUCT_TASK:
+            self.env = instruct_scene.make_env()  # draws its layouts from env.np_random like the lines below
+        else:
+            bench = metaworld.MT1(task, seed=0)  # only for a valid Task (fully observable goal)
+            self.env = bench.train_classes[task]()
+            self.env.set_task(bench.train_tasks[0])
+            self.env.seeded_rand_vec = True  # fresh layouts drawn from env.np_random instead of the 50 fixed ones
+        self.renderer = None
+        self.camera = camera = camera_for(task, camera)
+        self.flip = False
+        if size is not None:
+            self._make_renderer(size, camera)
+
+    def _make_renderer(self, size, camera):
+        m = self.env.model
+        # llvmpipe spends most of its time on MSAA and 4096^2 shadow maps: 75-130 ms -> ~7 ms a frame.
+        m.vis.quality.offsamples = 0
+        m.vis.global_.offwidth = max(m.vis.global_.offwidth, size)
+        m.vis.global_.offheight = max(m.vis.global_.offheight, size)
+        self.renderer = self.mujoco.Renderer(m, size, size)
+        self.env.reset()
+        # Meta-World's corner cameras have their up axis pointing down (images come out upside down):
+        # rotate by 180 degrees whenever the camera's up vector points below the horizon.
+        cam = m.camera(camera).id
+        self.flip = bool(self.env.data.cam_xmat[cam].reshape(3, 3)[2, 1] < 0)
+
+    def reset(self, seed):
+        """Start the episode of this seed; returns (obs, layout dict)."""
+        env = self.env
+        # An unfrozen reset draws a layout in each of its two reset_model() calls, and some envs (window, door)
+        # then return a first observation that mixes both. So draw the layout, freeze it, and reset again:
+        # the episode starts exactly as an MT1 task (and an eval env given layout["rand_vec"]) would.
+        env._freeze_rand_vec = False
+        env.seed(seed)
+        env.reset()
+        env._freeze_rand_vec = True
+        obs, _ = env.reset()
+        # Reset can leave body/site poses a substep stale (seen as single pixels that depend on the previous
+        # episode). Recompute poses only: mj_forward would also change the solver warm start, so the physics.
+        for fn in (self.mujoco.mj_kinematics, self.mujoco.mj_comPos, self.mujoco.mj_camlight):
+            fn(env.model, env.data)
+        layout = {"rand_vec": env._last_rand_vec.tolist(), "hand_pos": obs[0:3].tolist(),
+                  "obj_pos": obs[4:7].tolist(), "obj_quat": obs[7:11].tolist(),
+                  "obj2_pos": obs[11:14].tolist(), "goal_pos": obs[36:39].tolist()}
+        return obs, layout
+
+    def episode_attrs(self):
+        """Per-demo ground truth beyond the layout, as string attrs; call right after reset.
+        The instruct scene: the episode's instruction and its scene (objects, targets, goal) as JSON."""
+        if not hasattr(self.env, "scene_info"):
+            return {}
+        return {"language_instruction": self.env.instruction, "scene": json.dumps(self.env.scene_info(self.camera))}
+
+    def render(self):
+        """The current frame: uint8 (S,S,3), top row first, upright."""
+        r = self.renderer
+        r.update_scene(self.env.data, camera=self.camera)
+        r.scene.flags[self.mujoco.mjtRndFlag.mjRND_SHADOW] = False
+        r.scene.flags[self.mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+        img = r.render()
+        return img[::-1, ::-1].copy() if self.flip else img.copy()
+
+    def rollout(self, policy, obs, max_steps):
+        """Render, act, step until the first info["success"] or max_steps.
+
+        policy(obs, frame) -> action; actions are clipped to [-1, 1] and sent as float32.
+        Yields (frame, obs before the action, action, reward, success) per step.
+        """
+        for _ in range(max_steps):
+            frame = self.render()
+            state = obs.copy()  # some experts (door-open/close) edit the obs they are given in place
+            action = np.clip(policy(obs, frame), -1.0, 1.0).astype(np.float32)
+            obs, reward, _, _, info = self.env.step(action)
+            success = bool(info["success"])
+            yield frame, state, action, reward, success
+            if success:
+                return
+
+    def close(self):
+        if self.renderer is not None:
+            self.renderer.close()
+        self.env.close()
+
+
+def expert(task):
+    """Meta-World's scripted expert for task as a rollout policy (it reads the full 39-d obs)."""
+    from metaworld.policies import ENV_POLICY_MAP
+    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")  # actions are clipped
+    policy = instruct_scene.InstructPlaceExpert() if task == INSTRUCT_TASK else ENV_POLICY_MAP[task]()
+    return lambda obs, frame: policy.get_action(obs)
+
+
+_sim = None
+
+
+def process_sim(task, size, camera):
+    """This worker process's SimEnv for (task, size, camera); the previous one is closed."""
+    global _sim
+    key = (task, size, camera)
+    if _sim is None or _sim.key != key:
+        first = _sim is None
+        if not first:
+            _sim.close()
+        _sim = SimEnv(task, size, camera)
+        _sim.key = key
+        if first:  # after the renderer exists, so that this runs before mujoco's own atexit eglTerminate
+            atexit.register(_close_sim)
+    return _sim
+
+
+def _close_sim():  # else Renderer.__del__ prints EGL errors at interpreter teardown
+    if _sim is not None:
+        _sim.close()
+
+
+def worker_init():
+    """Pool initializer. Linux: die with the parent, so that a killed run leaves no workers behind."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def stop_pool(pool):
+    """Terminate a ProcessPoolExecutor's running workers (after an error, Ctrl-C or SIGTERM).
+
+    There is no public API for this before Python 3.14; shutdown() alone waits for the running tasks.
+    """
+    for proc in (getattr(pool, "_processes", None) or {}).values():
+        proc.terminate()
