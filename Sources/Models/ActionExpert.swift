@@ -119,9 +119,14 @@ public final class ActionExpert: Module {
     /// Velocity [B, H, A] of noisy actions x_t [B, H, A] at flow times t [B], given pixels [B, S, S, 3]
     /// in [0, 1], the VLM's latents [B, N, latentSize] and (when configured) proprio [B, P].
     public func callAsFunction(pixels: Tensor, latents: Tensor, proprio: Tensor?, noisyActions: Tensor, time: [Float]) -> Tensor {
+        velocity(context: context(pixels: pixels, latents: latents, proprio: proprio), noisyActions: noisyActions, time: time)
+    }
+
+    /// The tokens before the actions, [B, patches + N (+ 1), width]: they do not depend on x_t, so
+    /// sampling computes them once for all Euler steps.
+    public func context(pixels: Tensor, latents: Tensor, proprio: Tensor?) -> Tensor {
         let b = pixels.shape[0]
         precondition(latents.shape == [b, config.numQueries, config.latentSize], "ActionExpert: latents \(latents.shape)")
-        precondition(noisyActions.shape == [b, config.horizon, config.actionDim], "ActionExpert: noisy actions \(noisyActions.shape)")
         let condition = mean(latents, axes: [1])
         let patches = visionProjector(vision(pixels, film: film.map { $0(condition) }))
         var tokens = [patches, latentProjector(latents)]
@@ -129,8 +134,13 @@ public final class ActionExpert: Module {
             guard let proprio else { preconditionFailure("ActionExpert: configured with proprio but none given") }
             tokens.append(proprioProjector(proprio).reshaped([b, 1, -1]))
         }
-        tokens.append(actionEncoder(noisyActions, time: time))
-        var h = concat(tokens, axis: 1)
+        return concat(tokens, axis: 1)
+    }
+
+    public func velocity(context: Tensor, noisyActions: Tensor, time: [Float]) -> Tensor {
+        let b = context.shape[0]
+        precondition(noisyActions.shape == [b, config.horizon, config.actionDim], "ActionExpert: noisy actions \(noisyActions.shape)")
+        var h = concat([context, actionEncoder(noisyActions, time: time)], axis: 1)
         let mask = AttentionMask.blockCausal(groups: groups)
         let positions = Array(0..<h.shape[1])
         for layer in layers { h = layer(h, positions: positions, mask: mask) }

@@ -122,9 +122,8 @@ public final class InstructVLA: Module {
     public func predictActions(_ inputs: ActionInputs, noise: Tensor, steps: Int = 10) -> Tensor {
         withoutGrad {
             let latents = latents(hiddenStates(inputs), inputs)
-            let x = FlowMatching.sample(noise: noise, steps: steps) { x, t in
-                actionModel(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio, noisyActions: x, time: t)
-            }
+            let context = actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio)
+            let x = FlowMatching.sample(noise: noise, steps: steps) { x, t in actionModel.velocity(context: context, noisyActions: x, time: t) }
             return Tensor(x.toArray().map { min(max($0, -1), 1) }, shape: x.shape)
         }
     }
