@@ -66,7 +66,7 @@ bench: system-packages
 # Stage 2 (instruct-tune) is not built yet; the demo says so and evaluates stage 1.
 demo: setup
 	@started=$$(date +%s); set -e; \
-	[ -f Datasets/tiny/reach-v3.hdf5 ] || $(MAKE) --no-print-directory data RECIPE=tiny; \
+	[ -f Datasets/tiny/drawer-close-v3.hdf5 ] || $(MAKE) --no-print-directory data RECIPE=tiny; \
 	$(MAKE) --no-print-directory vlm RECIPE=tiny; \
 	$(MAKE) --no-print-directory stage1 RECIPE=tiny; \
 	echo "stage 2 (instruct-tune): not built yet, skipped"; \

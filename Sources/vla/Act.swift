@@ -34,7 +34,7 @@ extension VLA {
         @Argument(help: "A stage-1 run folder or export bundle.")
         var model: String
 
-        @Option(help: "A recorded frame, FILE:EPISODE:STEP (e.g. Datasets/tiny/reach-v3.hdf5:demo_0:5).")
+        @Option(help: "A recorded frame, FILE:EPISODE:STEP (e.g. Datasets/tiny/drawer-close-v3.hdf5:demo_0:5).")
         var frame: String
 
         @Option(help: "Instruction (default: the episode's own).")
