@@ -39,6 +39,8 @@ public final class InstructVLA: Module {
     public let actionModel: ActionExpert
     public let adapters: AdapterContext
     public let queryIds: [Int32]
+    /// Stage 2's router over the language and action adapters (nil in stage 1).
+    public private(set) var scaleHead: ScaleHead?
 
     /// Wraps a trained VLM: freezes it, attaches the action LoRA and makes the query rows trainable.
     public init(vlm: VisionLanguageModel, expert: ActionExpertConfig, lora: LoRASettings, queryIds: [Int32], seed: UInt64) {
@@ -68,7 +70,23 @@ public final class InstructVLA: Module {
         }
     }
 
-    /// Final LM hidden states [B, T, C] with the image tokens spliced in (adapters as the context says).
+    /// Stage 2: adds a language LoRA (B = 0, so the model is unchanged until it trains) beside the
+    /// action LoRA on every adapted layer, and the scale head that mixes them per token.
+    public func addLanguageAdapter(lora: LoRASettings, headWidth: Int, headDepth: Int, headDropout: Float, seed: UInt64) {
+        precondition(scaleHead == nil, "InstructVLA: the language adapter is already there")
+        var rng = RNG(seed: seed)
+        for layer in vlm.languageModel.model.layers {
+            for linear in [layer.selfAttn.qProj, layer.selfAttn.kProj, layer.selfAttn.vProj, layer.selfAttn.oProj, layer.mlp.upProj, layer.mlp.downProj] {
+                linear.adapters!.add("language", inFeatures: linear.weight.shape[1], outFeatures: linear.weight.shape[0], rank: lora.rank,
+                                     alpha: lora.alpha, dropout: lora.dropout, rng: &rng)
+            }
+        }
+        scaleHead = ScaleHead(inFeatures: vlm.languageModel.config.hiddenSize, width: headWidth, depth: headDepth,
+                              adapterNames: ["language", "action"], dropout: headDropout, rng: &rng)
+    }
+
+    /// Final LM hidden states [B, T, C] with the image tokens spliced in. With a scale head, a
+    /// no-grad pass of the base LM (adapters off) first sets the per-token adapter gates.
     func hiddenStates(_ inputs: ActionInputs) -> Tensor {
         let (b, t) = (inputs.batch, inputs.length)
         let lm = vlm.languageModel
@@ -76,8 +94,14 @@ public final class InstructVLA: Module {
         let c = text.shape[2]
         let positions = inputs.ids.indices.filter { inputs.ids[$0] == vlm.imageTokenId }
         precondition(positions.count == b * vlm.tokensPerImage, "InstructVLA: \(positions.count) image placeholders for \(b) samples")
-        let embeddings = replacingRows(text.reshaped([b * t, c]), at: positions, with: inputs.imageTokens.reshaped([-1, c]))
-        return lm.hiddenStates(embeddings: embeddings.reshaped([b, t, c]))
+        let embeddings = replacingRows(text.reshaped([b * t, c]), at: positions, with: inputs.imageTokens.reshaped([-1, c])).reshaped([b, t, c])
+        guard let scaleHead, adapters.enabled else { return lm.hiddenStates(embeddings: embeddings) }
+        adapters.enabled = false
+        let base = withoutGrad { lm.hiddenStates(embeddings: embeddings) }
+        adapters.enabled = true
+        scaleHead.route(scaleHead(base, training: adapters.training, rng: &adapters.rng), into: adapters)
+        defer { adapters.gates = [:] }
+        return lm.hiddenStates(embeddings: embeddings)
     }
 
     /// The latents [B, N, C]: hidden states at the query tokens, in order.

@@ -50,6 +50,35 @@ final class InstructVLATests: XCTestCase {
         }
     }
 
+    /// Stage 2's mixture: a new language adapter changes nothing until it trains, and gradients flow
+    /// through the per-token gates into the scale head and into both adapters.
+    func testGradientsThroughTheMixtureOfLoRAs() {
+        let vla = tinyModel()
+        let inputs = inputs(vla)
+        let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
+        var before = RNG(seed: 6)
+        let stage1Loss = vla.loss(inputs, actions: actions, rng: &before).total.item()
+        vla.addLanguageAdapter(lora: LoRASettings(rank: 2, alpha: 4, dropout: 0), headWidth: 6, headDepth: 3, headDropout: 0, seed: 9)
+        XCTAssertTrue(vla.namedParameters().contains { $0.0 == "vlm.language_model.model.layers.0.self_attn.q_proj.lora_B.language.weight" })
+        XCTAssertTrue(vla.namedParameters().contains { $0.0 == "scale_head.layers.2.bias" })
+        let layer = vla.vlm.languageModel.model.layers[0]
+        let adapters = layer.mlp.upProj.adapters!
+        let (aL, bL) = ((adapters.loraA["language"] as! Linear).weight, (adapters.loraB["language"] as! Linear).weight)
+        let bA = (adapters.loraB["action"] as! Linear).weight
+        var same = RNG(seed: 6)
+        // With both B at zero the gates scale nothing: the mixture starts exactly as stage 1 left it.
+        XCTAssertEqual(vla.loss(inputs, actions: actions, rng: &same).total.item(), stage1Loss)
+        for (i, b) in [bL, bA].enumerated() { for j in 0..<b.count { b.pointer[j] = Float((j + i) % 5) * 0.05 - 0.1 } }
+        let head = vla.scaleHead!
+        var probe = RNG(seed: 6)
+        vla.loss(inputs, actions: actions, rng: &probe).total.backward()
+        XCTAssertTrue(head.layers[0].weight.grad!.toArray().contains { $0 != 0 }, "the gates must carry gradient back to the scale head")
+        assertGradients([aL, bL, bA, head.layers[0].weight, head.layers[2].bias!], eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
+            var rng = RNG(seed: 6)
+            return vla.loss(inputs, actions: actions, rng: &rng).total
+        }
+    }
+
     func testOnlyAdaptersQueryRowsAndTheExpertReceiveGradients() {
         for tied in [true, false] {
             let vla = tinyModel(tieEmbeddings: tied)
