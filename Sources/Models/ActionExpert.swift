@@ -16,6 +16,9 @@ public struct ActionExpertConfig: Sendable, Equatable {
     public var actionDim: Int
     /// Actions per chunk (H).
     public var horizon: Int
+    /// Merge 2×2 neighbouring patches into one token (pixel shuffle) before the backbone: finer
+    /// patches for small objects at the backbone's sequence length.
+    public var mergePatches = false
 
     public init(backbone: TransformerConfig, numLayers: Int, vision: VisionConfig, latentSize: Int, numQueries: Int,
                 proprioDim: Int, actionDim: Int, horizon: Int) {
@@ -99,7 +102,7 @@ public final class ActionExpert: Module {
         let d = config.backbone.hiddenSize
         vision = VisionEncoder(config.vision, rng: &rng)
         film = (0..<config.vision.numLayers).map { _ in FiLM(condition: config.latentSize, width: config.vision.hiddenSize, rng: &rng) }
-        visionProjector = MLPProjector(config.vision.hiddenSize, d, rng: &rng)
+        visionProjector = MLPProjector(config.vision.hiddenSize * (config.mergePatches ? 4 : 1), d, rng: &rng)
         latentProjector = MLPProjector(config.latentSize, d, rng: &rng)
         proprioProjector = config.proprioDim > 0 ? MLPProjector(config.proprioDim, d, rng: &rng) : nil
         actionEncoder = ActionEncoder(actionDim: config.actionDim, width: d, rng: &rng)
@@ -112,7 +115,7 @@ public final class ActionExpert: Module {
 
     /// Token group of each position, for the block-causal mask.
     var groups: [Int] {
-        Array(repeating: 0, count: config.vision.numPatches) + Array(repeating: 1, count: config.numQueries + (config.proprioDim > 0 ? 1 : 0))
+        Array(repeating: 0, count: config.vision.numPatches / (config.mergePatches ? 4 : 1)) + Array(repeating: 1, count: config.numQueries + (config.proprioDim > 0 ? 1 : 0))
             + Array(repeating: 2, count: config.horizon)
     }
 
@@ -128,7 +131,8 @@ public final class ActionExpert: Module {
         let b = pixels.shape[0]
         precondition(latents.shape == [b, config.numQueries, config.latentSize], "ActionExpert: latents \(latents.shape)")
         let condition = mean(latents, axes: [1])
-        let patches = visionProjector(vision(pixels, film: film.map { $0(condition) }))
+        let features = vision(pixels, film: film.map { $0(condition) })
+        let patches = visionProjector(config.mergePatches ? pixelShuffle(features) : features)
         var tokens = [patches, latentProjector(latents)]
         if let proprioProjector {
             guard let proprio else { preconditionFailure("ActionExpert: configured with proprio but none given") }

@@ -10,15 +10,16 @@ final class InstructVLATests: XCTestCase {
     static let imageToken: Int32 = 2, queries: [Int32] = [3, 4]
 
     /// A VLM and expert small enough for finite differences over their weights.
-    func tinyModel(tieEmbeddings: Bool = true) -> InstructVLA {
+    func tinyModel(tieEmbeddings: Bool = true, mergePatches: Bool = false) -> InstructVLA {
         var rng = RNG(seed: 1)
         let vlm = VisionLanguageModel(vision: VisionConfig(imageSize: 16, patchSize: 4, hiddenSize: 8, numLayers: 1, numHeads: 2, intermediateSize: 16),
                                       language: TransformerConfig(hiddenSize: 8, numHeads: 2, numKeyValueHeads: 1, intermediateSize: 16),
                                       vocabSize: 12, numLayers: 1, imageTokenId: Self.imageToken, tieWordEmbeddings: tieEmbeddings, rng: &rng)
-        let expert = ActionExpertConfig(
+        var expert = ActionExpertConfig(
             backbone: TransformerConfig(hiddenSize: 8, numHeads: 2, numKeyValueHeads: 2, intermediateSize: 16, ropeTheta: 1000, attentionBias: false),
-            numLayers: 1, vision: VisionConfig(imageSize: 16, patchSize: 8, hiddenSize: 4, numLayers: 1, numHeads: 2, intermediateSize: 8),
+            numLayers: 1, vision: VisionConfig(imageSize: 16, patchSize: mergePatches ? 4 : 8, hiddenSize: 4, numLayers: 1, numHeads: 2, intermediateSize: 8),
             latentSize: 8, numQueries: 2, proprioDim: 3, actionDim: 2, horizon: 3)
+        expert.mergePatches = mergePatches
         return InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 2, alpha: 4, dropout: 0), queryIds: Self.queries, seed: 2)
     }
 
@@ -74,6 +75,20 @@ final class InstructVLATests: XCTestCase {
         vla.loss(inputs, actions: actions, rng: &probe).total.backward()
         XCTAssertTrue(head.layers[0].weight.grad!.toArray().contains { $0 != 0 }, "the gates must carry gradient back to the scale head")
         assertGradients([aL, bL, bA, head.layers[0].weight, head.layers[2].bias!], eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
+            var rng = RNG(seed: 6)
+            return vla.loss(inputs, actions: actions, rng: &rng).total
+        }
+    }
+
+    /// 4×4 patches merged 2×2 before the backbone: the context has 4 patch tokens of 4× the width.
+    func testMergedPatchesKeepTheBackboneShortAndGradientsFlow() {
+        let vla = tinyModel(mergePatches: true)
+        let inputs = inputs(vla)
+        let context = withoutGrad { vla.actionModel.context(pixels: inputs.pixels, latents: Tensor.zeros([2, 2, 8]), proprio: inputs.proprio) }
+        XCTAssertEqual(context.shape, [2, 4 + 2 + 1, 8])
+        XCTAssertEqual(vla.actionModel.visionProjector.fc1.weight.shape, [8, 16])
+        let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
+        assertGradients([vla.actionModel.visionProjector.fc1.weight, vla.actionModel.film[0].shift.weight], eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
             var rng = RNG(seed: 6)
             return vla.loss(inputs, actions: actions, rng: &rng).total
         }

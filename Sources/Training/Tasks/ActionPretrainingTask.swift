@@ -23,6 +23,8 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         public var visionLayers = 2
         public var visionHeads = 4
         public var visionIntermediateSize = 96
+        /// Merge 2×2 neighbouring patches before the backbone (finer patches at the same token count).
+        public var visionMergePatches = false
         /// A proprio token (end-effector position and gripper) in the expert's input.
         public var useProprio = true
     }
@@ -87,9 +89,11 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         backbone.rmsNormEps = 1e-6
         let vision = VisionConfig(imageSize: imageSize, patchSize: model.visionPatchSize, hiddenSize: model.visionHiddenSize,
                                   numLayers: model.visionLayers, numHeads: model.visionHeads, intermediateSize: model.visionIntermediateSize)
-        return ActionExpertConfig(backbone: backbone, numLayers: model.numLayers, vision: vision, latentSize: latentSize,
-                                  numQueries: model.actionQueries, proprioDim: model.useProprio ? proprioDim : 0,
-                                  actionDim: actionDim, horizon: data.horizon)
+        var config = ActionExpertConfig(backbone: backbone, numLayers: model.numLayers, vision: vision, latentSize: latentSize,
+                                        numQueries: model.actionQueries, proprioDim: model.useProprio ? proprioDim : 0,
+                                        actionDim: actionDim, horizon: data.horizon)
+        config.mergePatches = model.visionMergePatches
+        return config
     }
 }
 
@@ -118,6 +122,11 @@ public final class ActionPretrainingTask: TrainingTask {
                               "\(stage0.recipe.model.imageSize)² images")
         }
         guard dataset.layout.imageKeys.count == 1 else { throw RecipeError("data.image_keys: stage 1 takes one camera") }
+        let grid = dataset.imageShape[0] / recipe.model.visionPatchSize
+        guard dataset.imageShape[0] % recipe.model.visionPatchSize == 0, !recipe.model.visionMergePatches || grid % 2 == 0 else {
+            throw RecipeError("model.vision_patch_size: \(recipe.model.visionPatchSize) must divide the \(dataset.imageShape[0]) px frames" +
+                              (recipe.model.visionMergePatches ? " into an even grid (vision_merge_patches merges 2×2 patches)" : ""))
+        }
         let expert = recipe.expertConfig(imageSize: dataset.imageShape[0], latentSize: stage0.recipe.model.hiddenSize,
                                          proprioDim: dataset.proprioDim, actionDim: dataset.actionDim)
         prompt = try ActionPrompt(template: ChatTemplate(imageTokens: stage0.vlm.tokensPerImage), tokenizer: stage0.tokenizer,
