@@ -32,7 +32,6 @@ public struct ActionPrompt {
     public func example(instruction: String, motion: String?, length: Int? = nil) -> (ids: [Int32], targets: [Int32]) {
         let question = question(instruction, motion: motion != nil)
         let answer = (motion.map { $0 + " " } ?? "") + queries
-        let needed = tokenizer.encode(template.prompt(question: question, withImage: true)).count + tokenizer.encode(answer + ChatTemplate.imEnd).count
-        return template.trainingExample(question: question, answer: answer, withImage: true, tokenizer: tokenizer, length: length ?? needed)
+        return template.trainingExample(question: question, answer: answer, withImage: true, tokenizer: tokenizer, length: length)
     }
 }

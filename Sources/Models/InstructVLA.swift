@@ -53,13 +53,11 @@ public final class InstructVLA: Module {
         super.init()
         vlm.freeze()
         let lm = vlm.languageModel
-        for layer in lm.model.layers {
-            for linear in [layer.selfAttn.qProj, layer.selfAttn.kProj, layer.selfAttn.vProj, layer.selfAttn.oProj, layer.mlp.upProj, layer.mlp.downProj] {
-                let adapters = linear.adapters ?? LoRAAdapters(context: self.adapters)
-                adapters.add("action", inFeatures: linear.weight.shape[1], outFeatures: linear.weight.shape[0], rank: lora.rank,
-                             alpha: lora.alpha, dropout: lora.dropout, rng: &rng)
-                linear.adapters = adapters
-            }
+        for linear in adaptedLayers {
+            let adapters = linear.adapters ?? LoRAAdapters(context: self.adapters)
+            adapters.add("action", inFeatures: linear.weight.shape[1], outFeatures: linear.weight.shape[0], rank: lora.rank,
+                         alpha: lora.alpha, dropout: lora.dropout, rng: &rng)
+            linear.adapters = adapters
         }
         // Only the query rows of the vocabulary train (in the embedding, and so in a tied LM head).
         for weight in [lm.model.embedTokens.weight] + (lm.lmHead.map { [$0.weight] } ?? []) {
@@ -70,16 +68,19 @@ public final class InstructVLA: Module {
         }
     }
 
+    /// The LM layers that carry adapters, as the paper: q, k, v, o, up and down (not gate) of every block.
+    var adaptedLayers: [Linear] {
+        vlm.languageModel.model.layers.flatMap { [$0.selfAttn.qProj, $0.selfAttn.kProj, $0.selfAttn.vProj, $0.selfAttn.oProj, $0.mlp.upProj, $0.mlp.downProj] }
+    }
+
     /// Stage 2: adds a language LoRA (B = 0, so the model is unchanged until it trains) beside the
     /// action LoRA on every adapted layer, and the scale head that mixes them per token.
     public func addLanguageAdapter(lora: LoRASettings, headWidth: Int, headDepth: Int, headDropout: Float, seed: UInt64) {
         precondition(scaleHead == nil, "InstructVLA: the language adapter is already there")
         var rng = RNG(seed: seed)
-        for layer in vlm.languageModel.model.layers {
-            for linear in [layer.selfAttn.qProj, layer.selfAttn.kProj, layer.selfAttn.vProj, layer.selfAttn.oProj, layer.mlp.upProj, layer.mlp.downProj] {
-                linear.adapters!.add("language", inFeatures: linear.weight.shape[1], outFeatures: linear.weight.shape[0], rank: lora.rank,
-                                     alpha: lora.alpha, dropout: lora.dropout, rng: &rng)
-            }
+        for linear in adaptedLayers {
+            linear.adapters!.add("language", inFeatures: linear.weight.shape[1], outFeatures: linear.weight.shape[0], rank: lora.rank,
+                                 alpha: lora.alpha, dropout: lora.dropout, rng: &rng)
         }
         scaleHead = ScaleHead(inFeatures: vlm.languageModel.config.hiddenSize, width: headWidth, depth: headDepth,
                               adapterNames: ["language", "action"], dropout: headDropout, rng: &rng)

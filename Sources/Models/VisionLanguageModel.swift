@@ -88,19 +88,23 @@ public struct ChatTemplate: Sendable {
     }
 
     /// Ids and next-token targets (-100 outside the answer) of a question/answer pair, padded or
-    /// cut to `length`.
+    /// cut to `length` (nil: as long as it is).
     public func trainingExample(question: String, answer: String, withImage: Bool, tokenizer: BPETokenizer,
-                                length: Int) -> (ids: [Int32], targets: [Int32]) {
+                                length: Int?) -> (ids: [Int32], targets: [Int32]) {
         let promptIds = tokenizer.encode(prompt(question: question, withImage: withImage))
         let answerIds = tokenizer.encode(answer + Self.imEnd)
-        let pad = tokenizer.id(of: Self.imEnd)!
-        precondition(promptIds.count < length, "ChatTemplate: the prompt takes \(promptIds.count) tokens, more than the length \(length)")
-        var ids = promptIds + answerIds
+        let ids = promptIds + answerIds
         // targets[i] is the token after ids[i]; only answer tokens are predicted.
         var targets = [Int32](repeating: -100, count: ids.count)
         for i in (promptIds.count - 1)..<(ids.count - 1) { targets[i] = ids[i + 1] }
-        if ids.count > length { ids = Array(ids.prefix(length)); targets = Array(targets.prefix(length)) }
-        while ids.count < length { ids.append(pad); targets.append(-100) }
-        return (ids, targets)
+        guard let length else { return (ids, targets) }
+        precondition(promptIds.count < length, "ChatTemplate: the prompt takes \(promptIds.count) tokens, more than the length \(length)")
+        return Self.padded((Array(ids.prefix(length)), Array(targets.prefix(length))), to: length, tokenizer: tokenizer)
+    }
+
+    /// Right-pads an example with end-of-turn tokens that are not supervised.
+    public static func padded(_ example: (ids: [Int32], targets: [Int32]), to length: Int, tokenizer: BPETokenizer) -> (ids: [Int32], targets: [Int32]) {
+        let n = max(length - example.ids.count, 0)
+        return (example.ids + Array(repeating: tokenizer.id(of: imEnd)!, count: n), example.targets + Array(repeating: -100, count: n))
     }
 }

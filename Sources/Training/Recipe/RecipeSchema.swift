@@ -134,6 +134,13 @@ extension RecipeValidator {
 /// Turns a recipe tree into a typed recipe: strict key and type checks against the schema, defaults
 /// filled in, semantic validation.
 public enum RecipeValidator {
+    /// A resolved recipe saved beside a run (or in a bundle), read back; `hint` says what the folder
+    /// should have been when the file is missing.
+    public static func read<R: RecipeSchema>(_ url: URL, as type: R.Type, hint: String) throws -> R {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw RecipeError("\(url.path): missing (\(hint))") }
+        return try resolve(parseYAML(text, source: url.path), as: type, source: url.path).recipe
+    }
+
     /// - Returns: the recipe and the resolved tree (every default filled in) to save with the run.
     public static func resolve<R: RecipeSchema>(_ tree: RecipeValue, as type: R.Type, source: String) throws -> (recipe: R, resolved: RecipeValue) {
         let (schema, defaults) = try SchemaReader.read(R())

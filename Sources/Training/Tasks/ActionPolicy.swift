@@ -30,16 +30,9 @@ public final class ActionPolicy {
 
     /// The architecture the files in `folder` describe, with freshly initialised weights.
     init(architectureIn folder: URL, weights: URL) throws {
-        func text(_ name: String) throws -> (String, String) {
-            let url = folder.appendingPathComponent(name)
-            guard let text = try? String(contentsOf: url, encoding: .utf8) else {
-                throw RecipeError("\(url.path): missing (a stage-1 run folder or export bundle has \(Self.recipeFiles.joined(separator: ", ")))")
-            }
-            return (text, url.path)
-        }
-        let (stage1, stage1Path) = try text("recipe.yaml"), (stage0, stage0Path) = try text("vlm_recipe.yaml")
-        recipe = try RecipeValidator.resolve(parseYAML(stage1, source: stage1Path), as: ActionPretrainingRecipe.self, source: stage1Path).recipe
-        let vlmRecipe = try RecipeValidator.resolve(parseYAML(stage0, source: stage0Path), as: VLMRecipe.self, source: stage0Path).recipe
+        let hint = "a stage-1 run folder or export bundle has \(Self.recipeFiles.joined(separator: ", "))"
+        recipe = try RecipeValidator.read(folder.appendingPathComponent("recipe.yaml"), as: ActionPretrainingRecipe.self, hint: hint)
+        let vlmRecipe = try RecipeValidator.read(folder.appendingPathComponent("vlm_recipe.yaml"), as: VLMRecipe.self, hint: hint)
         let tokenizer = try BPETokenizer(contentsOf: folder.appendingPathComponent("tokenizer.json"))
         let statsURL = folder.appendingPathComponent("norm_stats.json")
         guard let statsData = try? Data(contentsOf: statsURL) else { throw RecipeError("\(statsURL.path): missing") }

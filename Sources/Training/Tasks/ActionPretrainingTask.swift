@@ -179,7 +179,7 @@ public final class ActionPretrainingTask: TrainingTask {
             return example(instruction: batch.instructions[i], motion: phrase)
         }
         let length = examples.map(\.ids.count).max()!
-        let padded = examples.map { pad($0, to: length) }
+        let padded = examples.map { ChatTemplate.padded($0, to: length, tokenizer: prompt.tokenizer) }
         let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
         return ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
                             imageTokens: imageTokens(pixels, frames: batch.frames), pixels: pixels,
@@ -196,13 +196,6 @@ public final class ActionPretrainingTask: TrainingTask {
         let made = prompt.example(instruction: instruction, motion: motion)
         examples[key] = made
         return made
-    }
-
-    /// Right-pads an example with end-of-turn tokens that are not supervised.
-    func pad(_ example: (ids: [Int32], targets: [Int32]), to length: Int) -> (ids: [Int32], targets: [Int32]) {
-        let fill = prompt.tokenizer.id(of: ChatTemplate.imEnd)!
-        let n = length - example.ids.count
-        return (example.ids + Array(repeating: fill, count: n), example.targets + Array(repeating: -100, count: n))
     }
 
     public func trainingLoss() throws -> MicroBatch {

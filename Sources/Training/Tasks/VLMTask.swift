@@ -206,11 +206,8 @@ public struct TrainedVLM {
     public let checkpoint: URL
 
     public static func load(runFolder: URL) throws -> TrainedVLM {
-        let recipeURL = runFolder.appendingPathComponent("recipe.yaml")
-        guard let text = try? String(contentsOf: recipeURL, encoding: .utf8) else {
-            throw RecipeError("\(runFolder.path): no recipe.yaml (not a stage-0 run folder? train one with `make vlm`)")
-        }
-        let recipe = try RecipeValidator.resolve(parseYAML(text, source: recipeURL.path), as: VLMRecipe.self, source: recipeURL.path).recipe
+        let recipe = try RecipeValidator.read(runFolder.appendingPathComponent("recipe.yaml"), as: VLMRecipe.self,
+                                              hint: "not a stage-0 run folder? train one with `make vlm`")
         let tokenizer = try BPETokenizer(contentsOf: runFolder.appendingPathComponent("tokenizer.json"))
         guard let resume = try RunDirectory(runFolder).latestCheckpoint() else { throw RecipeError("\(runFolder.path): no checkpoint yet") }
         let vlm = recipe.makeModel(tokenizer: tokenizer)

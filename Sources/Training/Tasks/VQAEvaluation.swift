@@ -6,11 +6,7 @@ import Foundation
 /// checkpoint) and scores greedy answers by exact match.
 public enum VQAEvaluation {
     public static func run(runFolder: URL, split: String, limit: Int?) throws -> VQAScore {
-        let recipeURL = runFolder.appendingPathComponent("recipe.yaml")
-        guard let text = try? String(contentsOf: recipeURL, encoding: .utf8) else {
-            throw RecipeError("\(runFolder.path): no recipe.yaml (not a run folder?)")
-        }
-        let recipe = try RecipeValidator.resolve(parseYAML(text, source: recipeURL.path), as: VLMRecipe.self, source: recipeURL.path).recipe
+        let recipe = try RecipeValidator.read(runFolder.appendingPathComponent("recipe.yaml"), as: VLMRecipe.self, hint: "not a run folder?")
         let run = try RunDirectory(runFolder)
         guard let resume = try run.latestCheckpoint() else { throw RecipeError("\(runFolder.path): no checkpoint to evaluate") }
         let task = try VLMTask(recipe, run: run)
