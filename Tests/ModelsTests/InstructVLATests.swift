@@ -10,7 +10,7 @@ final class InstructVLATests: XCTestCase {
     static let imageToken: Int32 = 2, queries: [Int32] = [3, 4]
 
     /// A VLM and expert small enough for finite differences over their weights.
-    func tinyModel(tieEmbeddings: Bool = true, mergePatches: Bool = false) -> InstructVLA {
+    func tinyModel(tieEmbeddings: Bool = true, mergePatches: Bool = false, stemChannels: Int = 0) -> InstructVLA {
         var rng = RNG(seed: 1)
         let vlm = VisionLanguageModel(vision: VisionConfig(imageSize: 16, patchSize: 4, hiddenSize: 8, numLayers: 1, numHeads: 2, intermediateSize: 16),
                                       language: TransformerConfig(hiddenSize: 8, numHeads: 2, numKeyValueHeads: 1, intermediateSize: 16),
@@ -20,6 +20,7 @@ final class InstructVLATests: XCTestCase {
             numLayers: 1, vision: VisionConfig(imageSize: 16, patchSize: mergePatches ? 4 : 8, hiddenSize: 4, numLayers: 1, numHeads: 2, intermediateSize: 8),
             latentSize: 8, numQueries: 2, proprioDim: 3, actionDim: 2, horizon: 3)
         expert.mergePatches = mergePatches
+        expert.vision.stemChannels = stemChannels
         return InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 2, alpha: 4, dropout: 0), queryIds: Self.queries, seed: 2)
     }
 
@@ -89,6 +90,20 @@ final class InstructVLATests: XCTestCase {
         XCTAssertEqual(vla.actionModel.visionProjector.fc1.weight.shape, [8, 16])
         let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
         assertGradients([vla.actionModel.visionProjector.fc1.weight, vla.actionModel.film[0].shift.weight], eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
+            var rng = RNG(seed: 6)
+            return vla.loss(inputs, actions: actions, rng: &rng).total
+        }
+    }
+
+    /// The expert's vision through a convolutional stem (8-px patches: three stride-2 convolutions).
+    func testConvStemGradientsThroughTheStage1Loss() {
+        let vla = tinyModel(stemChannels: 2)
+        let stem = vla.actionModel.vision.embeddings.stem!
+        XCTAssertEqual(stem.convs.map(\.weight.shape), [[2, 3, 3, 3], [4, 2, 3, 3], [8, 4, 3, 3]])
+        let inputs = inputs(vla)
+        let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
+        assertGradients([stem.convs[0].weight, stem.convs[2].bias!, stem.norms[1].weight, vla.actionModel.vision.embeddings.patchEmbedding.weight],
+                        eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
             var rng = RNG(seed: 6)
             return vla.loss(inputs, actions: actions, rng: &rng).total
         }

@@ -20,6 +20,25 @@ public final class Linear: Module {
     }
 }
 
+/// A 2-D convolution on channels-last images, stored as PyTorch's `Conv2d` (`weight` [out, in, K, K],
+/// `bias` [out]) with its default uniform(±1/√fan-in) initialisation.
+public final class Conv2d: Module {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let stride: Int
+    public let padding: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true, rng: inout RNG) {
+        let bound = 1 / Float(inChannels * kernel * kernel).squareRoot()
+        weight = .randomUniform([outChannels, inChannels, kernel, kernel], low: -bound, high: bound, rng: &rng, requiresGrad: true)
+        self.bias = bias ? .randomUniform([outChannels], low: -bound, high: bound, rng: &rng, requiresGrad: true) : nil
+        (self.stride, self.padding) = (stride, padding)
+    }
+
+    /// x [B, H, W, in] → [B, Ho, Wo, out]
+    public func callAsFunction(_ x: Tensor) -> Tensor { conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding) }
+}
+
 /// A lookup table [vocab, dim] (key `weight`), initialised N(0, std²).
 public final class Embedding: Module {
     public let weight: Tensor

@@ -1,5 +1,6 @@
-"""Independent reference for the Swift VisionEncoder (SigLIP layout) and Projector (InternVL mlp1):
-numpy, float64, convolution written as an explicit sum over the kernel.
+"""Independent reference for the Swift VisionEncoder (SigLIP layout, optionally with a convolutional
+stem) and Projector (InternVL mlp1): numpy, float64, convolutions written as explicit sums over the
+kernel on a zero-padded image.
 
   vision.py IN.json OUT.json   IN {"config", "params", "pixels"}  ->  OUT {"features": [...], "tokens": [...]}
 """
@@ -29,6 +30,19 @@ def gelu_erf(x):
     return 0.5 * x * (1 + np.vectorize(erf)(x / math.sqrt(2)))
 
 
+def conv2d(x, w, b, stride, pad):
+    """PyTorch Conv2d on channels-last x [B, H, W, C] with weight [O, C, K, K]."""
+    k = w.shape[2]
+    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    ho, wo = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
+    y = np.zeros((x.shape[0], ho, wo, w.shape[0]))
+    for oy in range(ho):
+        for ox in range(wo):
+            window = x[:, oy * stride:oy * stride + k, ox * stride:ox * stride + k, :]  # [B, K, K, C]
+            y[:, oy, ox, :] = np.einsum("byxc,ocyx->bo", window, w) + b
+    return y
+
+
 def main(inp, outp):
     spec = json.load(open(inp))
     cfg = spec["config"]
@@ -37,12 +51,19 @@ def main(inp, outp):
     b, hgt, wid, _ = pixels.shape
     P, D, heads, eps = cfg["patch"], cfg["hidden"], cfg["heads"], cfg["eps"]
     g = hgt // P
-    conv_w, conv_b = p["embeddings.patch_embedding.weight"], p["embeddings.patch_embedding.bias"]  # [D, 3, P, P]
-    x = np.zeros((b, g * g, D))
-    for gy in range(g):
-        for gx in range(g):
-            patch = pixels[:, gy * P:(gy + 1) * P, gx * P:(gx + 1) * P, :]  # [B, P, P, 3]
-            x[:, gy * g + gx, :] = np.einsum("byxc,dcyx->bd", patch, conv_w) + conv_b
+    conv_w, conv_b = p["embeddings.patch_embedding.weight"], p["embeddings.patch_embedding.bias"]  # [D, 3 or C, P or 1, ...]
+    if cfg.get("stem_stages", 0):
+        h = pixels
+        for i in range(cfg["stem_stages"]):
+            h = conv2d(h, p[f"embeddings.stem.convs.{i}.weight"], p[f"embeddings.stem.convs.{i}.bias"], 2, 1)
+            h = np.maximum(layer_norm(h, p[f"embeddings.stem.norms.{i}.weight"], p[f"embeddings.stem.norms.{i}.bias"], 1e-6), 0)
+        x = conv2d(h, conv_w, conv_b, 1, 0).reshape(b, g * g, D)
+    else:
+        x = np.zeros((b, g * g, D))
+        for gy in range(g):
+            for gx in range(g):
+                patch = pixels[:, gy * P:(gy + 1) * P, gx * P:(gx + 1) * P, :]  # [B, P, P, 3]
+                x[:, gy * g + gx, :] = np.einsum("byxc,dcyx->bd", patch, conv_w) + conv_b
     x = x + p["embeddings.position_embedding.weight"][None]
     hd = D // heads
     for i in range(cfg["layers"]):
