@@ -6,14 +6,22 @@ SHELL := /bin/bash
 SWIFT ?= swift
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_PACKAGES := libopenblas-dev libhdf5-dev libzstd-dev zlib1g-dev pkg-config
+APT_PACKAGES := libopenblas-dev libhdf5-dev libzstd-dev zlib1g-dev pkg-config libopenmpi-dev openmpi-bin
 RECIPE ?= tiny
 STAGE ?= lm
 OVERRIDES ?=
 RUN_DIR := Checkpoints/$(RECIPE)/$(STAGE)
 TRAIN_FLAGS := $(foreach o,$(OVERRIDES),--set $(o)) $(if $(RESUME),--resume) $(if $(OVERWRITE),--overwrite)
+# NP=N trains as a data-parallel MPI job of N processes (train.batch_size is per process); HOSTFILE=FILE
+# spreads them over the hosts it lists; MPIRUN_FLAGS adds mpirun options. As root, mpirun needs the
+# OMPI_ALLOW_RUN_AS_ROOT variables; ranks on one host share its cores unless INSTRUCTVLA_THREADS is set.
+NP ?=
+HOSTFILE ?=
+MPIRUN_FLAGS ?=
+LAUNCH := $(if $(NP),OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np $(NP) --oversubscribe --bind-to none \
+	$(if $(SUDO),,--allow-run-as-root) $(if $(HOSTFILE),--hostfile $(HOSTFILE)) $(MPIRUN_FLAGS))
 
-.PHONY: help setup system-packages venv build test bench demo data vlm stage1 eval export train plot clean
+.PHONY: help setup system-packages venv build test bench demo data vlm stage1 stage2 eval eval-instruct export train plot clean
 
 help:
 	@echo "make setup   system packages ($(APT_PACKAGES)) + the Python venv under $(VENV)"
@@ -24,10 +32,15 @@ help:
 	@echo "             annotations -> Datasets/\$$RECIPE/*.hdf5"
 	@echo "make vlm RECIPE=tiny    stage 0: train the VLM (Recipes/\$$RECIPE/vlm.yaml -> Checkpoints/\$$RECIPE/vlm)"
 	@echo "make stage1 RECIPE=tiny stage 1: train the action expert (Recipes/\$$RECIPE/stage1.yaml -> Checkpoints/\$$RECIPE/stage1)"
+	@echo "make stage2 RECIPE=tiny stage 2: instruction tuning (Recipes/\$$RECIPE/stage2.yaml -> Checkpoints/\$$RECIPE/stage2);"
+	@echo "             STAGE=stage2-full-ft trains the full-fine-tune ablation"
 	@echo "make eval RECIPE=tiny [STAGE=stage1]   closed-loop Meta-World evaluation of that run (Recipes/\$$RECIPE/eval.args)"
+	@echo "make eval-instruct RECIPE=tiny STAGE=stage2   Meta-World-Instruct with held-out atomic/rewriting/context"
+	@echo "             instructions, plus VQA retention (Recipes/\$$RECIPE/eval-instruct.args)"
 	@echo "make export RECIPE=tiny [STAGE=stage1] inference bundle -> Checkpoints/\$$RECIPE/\$$STAGE-bundle"
 	@echo "make train RECIPE=tiny STAGE=lm [OVERRIDES=\"train.steps=200\"] [RESUME=1|OVERWRITE=1]"
 	@echo "             train Recipes/\$$RECIPE/\$$STAGE.yaml into Checkpoints/\$$RECIPE/\$$STAGE (resumes by default)"
+	@echo "make vlm|stage1|train ... NP=2 [HOSTFILE=FILE]   the same as a data-parallel MPI job of 2 processes"
 	@echo "make plot RECIPE=tiny STAGE=lm   loss and metric curves of that run as a PNG"
 
 setup: system-packages venv
@@ -63,20 +76,23 @@ bench: system-packages
 	.build/release/bench Benchmarks/results
 
 # The whole pipeline on the tiny recipe, each step resuming or skipping what is already done.
-# Stage 2 (instruct-tune) is not built yet; the demo says so and evaluates stage 1.
 demo: setup
 	@started=$$(date +%s); set -e; \
-	[ -f Datasets/tiny/drawer-close-v3.hdf5 ] || $(MAKE) --no-print-directory data RECIPE=tiny; \
+	[ -f Datasets/tiny/instruct-place-v3.hdf5 ] || $(MAKE) --no-print-directory data RECIPE=tiny; \
 	$(MAKE) --no-print-directory vlm RECIPE=tiny; \
 	$(MAKE) --no-print-directory stage1 RECIPE=tiny; \
-	echo "stage 2 (instruct-tune): not built yet, skipped"; \
-	$(MAKE) --no-print-directory eval RECIPE=tiny STAGE=stage1 EVAL_OUT=Checkpoints/tiny/stage1/eval-demo; \
-	$(MAKE) --no-print-directory export RECIPE=tiny STAGE=stage1; \
+	$(MAKE) --no-print-directory stage2 RECIPE=tiny; \
+	$(MAKE) --no-print-directory eval RECIPE=tiny STAGE=stage2 EVAL_OUT=Checkpoints/tiny/stage2/eval-demo; \
+	$(MAKE) --no-print-directory eval-instruct RECIPE=tiny STAGE=stage2 EVAL_OUT=Checkpoints/tiny/stage2/eval-instruct-demo; \
+	$(MAKE) --no-print-directory export RECIPE=tiny STAGE=stage2; \
 	echo; echo "== make demo: done in $$(( $$(date +%s) - started )) s on the tiny recipe =="; \
 	echo "stage 0 VLM: Checkpoints/tiny/vlm ($$(tail -n 1 Checkpoints/tiny/vlm/metrics.jsonl))"; \
 	echo "stage 1 expert: Checkpoints/tiny/stage1 ($$(tail -n 1 Checkpoints/tiny/stage1/metrics.jsonl))"; \
-	echo "closed loop (Checkpoints/tiny/stage1/eval-demo/results.md):"; cat Checkpoints/tiny/stage1/eval-demo/results.md; \
-	echo "export bundle: Checkpoints/tiny/stage1-bundle"
+	echo "stage 2 generalist: Checkpoints/tiny/stage2 ($$(tail -n 1 Checkpoints/tiny/stage2/metrics.jsonl))"; \
+	echo "closed loop, Meta-World (Checkpoints/tiny/stage2/eval-demo/results.md):"; cat Checkpoints/tiny/stage2/eval-demo/results.md; \
+	echo "closed loop, Meta-World-Instruct with held-out phrasings, and VQA (Checkpoints/tiny/stage2/eval-instruct-demo/summary.md):"; \
+	cat Checkpoints/tiny/stage2/eval-instruct-demo/summary.md; \
+	echo "export bundle: Checkpoints/tiny/stage2-bundle"
 
 # Generator arguments per recipe live in Recipes/<recipe>/data.args (robot demonstrations),
 # Recipes/<recipe>/instruct.args (Meta-World-Instruct demonstrations, same --seed/--image-size/--camera/--max-steps
@@ -94,12 +110,18 @@ data: setup
 # Stage 0: Recipes/$(RECIPE)/vlm.yaml -> Checkpoints/$(RECIPE)/vlm
 vlm: system-packages
 	$(SWIFT) build -c release --product pretrain-vlm
-	.build/release/pretrain-vlm Recipes/$(RECIPE)/vlm.yaml --run-dir Checkpoints/$(RECIPE)/vlm $(TRAIN_FLAGS)
+	$(LAUNCH) .build/release/pretrain-vlm Recipes/$(RECIPE)/vlm.yaml --run-dir Checkpoints/$(RECIPE)/vlm $(TRAIN_FLAGS)
 
 # Stage 1: Recipes/$(RECIPE)/stage1.yaml -> Checkpoints/$(RECIPE)/stage1
 stage1: system-packages
 	$(SWIFT) build -c release --product pretrain-action
-	.build/release/pretrain-action Recipes/$(RECIPE)/stage1.yaml --run-dir Checkpoints/$(RECIPE)/stage1 $(TRAIN_FLAGS)
+	$(LAUNCH) .build/release/pretrain-action Recipes/$(RECIPE)/stage1.yaml --run-dir Checkpoints/$(RECIPE)/stage1 $(TRAIN_FLAGS)
+
+# Stage 2: Recipes/$(RECIPE)/stage2.yaml -> Checkpoints/$(RECIPE)/stage2; STAGE=stage2-full-ft trains the ablation.
+STAGE2 = $(if $(filter stage2%,$(STAGE)),$(STAGE),stage2)
+stage2: system-packages
+	$(SWIFT) build -c release --product instruct-tune
+	.build/release/instruct-tune Recipes/$(RECIPE)/$(STAGE2).yaml --run-dir Checkpoints/$(RECIPE)/$(STAGE2) $(TRAIN_FLAGS)
 
 # Closed loop: starts `vla serve` on the run, runs the Meta-World client (Recipes/$(RECIPE)/eval.args), stops the server.
 EVAL_STAGE = $(if $(filter lm,$(STAGE)),stage1,$(STAGE))
@@ -108,13 +130,24 @@ eval: setup
 	$(SWIFT) build -c release --product vla
 	$(VENV)/bin/python Datasets/metaworld/evaluate.py --serve Checkpoints/$(RECIPE)/$(EVAL_STAGE) $$(cat Recipes/$(RECIPE)/eval.args) --out $(EVAL_OUT)
 
+# Instruction following on Meta-World-Instruct with held-out phrasings (atomic commands, command
+# rewriting, context creation; Recipes/$(RECIPE)/eval-instruct.args), then VQA retention on the
+# stage-0 data's test split; a summary table at the end.
+eval-instruct: setup
+	$(SWIFT) build -c release --product vla
+	@set -e; for kind in atomic rewriting context; do \
+		$(VENV)/bin/python Datasets/metaworld/evaluate.py --serve Checkpoints/$(RECIPE)/$(EVAL_STAGE) $$(cat Recipes/$(RECIPE)/eval-instruct.args) \
+			--instructions Datasets/metaworld/eval_instructions/$$kind.json --out $(EVAL_OUT)/$$kind; done
+	.build/release/vla eval --vqa Checkpoints/$(RECIPE)/$(EVAL_STAGE) -o $(EVAL_OUT)/vqa.json
+	@$(VENV)/bin/python Datasets/metaworld/instruct_summary.py $(EVAL_OUT)
+
 export: system-packages
 	$(SWIFT) build -c release --product vla
 	.build/release/vla export Checkpoints/$(RECIPE)/$(EVAL_STAGE) -o Checkpoints/$(RECIPE)/$(EVAL_STAGE)-bundle
 
 train: system-packages
 	$(SWIFT) build -c release --product vla
-	.build/release/vla train Recipes/$(RECIPE)/$(STAGE).yaml --run-dir $(RUN_DIR) $(TRAIN_FLAGS)
+	$(LAUNCH) .build/release/vla train Recipes/$(RECIPE)/$(STAGE).yaml --run-dir $(RUN_DIR) $(TRAIN_FLAGS)
 
 plot:
 	$(SWIFT) build -c release --product vla

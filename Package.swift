@@ -21,10 +21,12 @@ let package = Package(
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .library(name: "Episodes", targets: ["Episodes"]),
+        .library(name: "Distributed", targets: ["Distributed"]),
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "vla", targets: ["vla"]),
         .executable(name: "pretrain-vlm", targets: ["pretrain-vlm"]),
         .executable(name: "pretrain-action", targets: ["pretrain-action"]),
+        .executable(name: "instruct-tune", targets: ["instruct-tune"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
@@ -33,11 +35,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
-        // System libraries (Debian: libopenblas-dev, libhdf5-dev, libzstd-dev; `make setup` installs them).
+        // System libraries (Debian: libopenblas-dev, libhdf5-dev, libzstd-dev, zlib1g-dev, libopenmpi-dev; `make setup` installs them).
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         // Puts OpenBLAS on the right kernel before any Swift code runs (see openblas_runtime.c).
         .target(name: "OpenBLASRuntime", dependencies: ["COpenBLAS"]),
 
@@ -48,7 +51,9 @@ let package = Package(
         .target(name: "HDF5Zstd", dependencies: ["CHDF5", "CZstd"]),
         .target(name: "Episodes", dependencies: ["Autograd", "Checkpoint", "CHDF5", "HDF5Zstd"], swiftSettings: optimisedEvenInDebug),
 
-        .target(name: "Training", dependencies: ["Autograd", "Checkpoint", "Models", "Episodes", "CZlib", .product(name: "Yams", package: "Yams"),
+        // Data-parallel jobs: the communicator the trainer uses (MPI under mpirun, one process otherwise).
+        .target(name: "Distributed", dependencies: ["Autograd", "CMPI"], swiftSettings: optimisedEvenInDebug),
+        .target(name: "Training", dependencies: ["Autograd", "Checkpoint", "Models", "Episodes", "Distributed", "CZlib", .product(name: "Yams", package: "Yams"),
                                                 .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: optimisedEvenInDebug),
         // Serves a policy over the openpi websocket protocol (msgpack + numpy arrays).
@@ -60,7 +65,8 @@ let package = Package(
         .executableTarget(name: "vla", dependencies: ["Training", "Serving", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "pretrain-vlm", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "pretrain-action", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "bench", dependencies: ["Autograd", "Models", "Episodes"], path: "Benchmarks/bench"),
+        .executableTarget(name: "instruct-tune", dependencies: ["Training", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "bench", dependencies: ["Autograd", "Models", "Episodes", "Distributed"], path: "Benchmarks/bench"),
 
         // Shared test helpers: Python reference runner, gradient checks, child processes.
         .target(name: "TestSupport", dependencies: ["Autograd"], path: "Tests/TestSupport"),
@@ -69,6 +75,7 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Models", "TestSupport"], exclude: ["Interop"]),
         .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"], exclude: ["Interop"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Checkpoint", "TestSupport"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "TestSupport"], exclude: ["Clients"]),
     ]
 )

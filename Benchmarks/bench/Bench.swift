@@ -1,4 +1,5 @@
 import Autograd
+import Distributed
 import Episodes
 import Foundation
 import Models
@@ -31,6 +32,17 @@ let arguments = CommandLine.arguments.dropFirst()
 let quick = arguments.contains("--quick")
 let outputDir = URL(fileURLWithPath: arguments.first { !$0.hasPrefix("--") } ?? "Benchmarks/results")
 let minSeconds = quick ? 0.3 : 1.5
+/// The stage-1 step's batch: one process takes all of it, N data-parallel ranks 1/N each.
+let stage1Batch = 32
+
+// One rank of the data-parallel measurement (`bench` starts it under mpirun, see section 5).
+if arguments.contains("--data-parallel-rank") {
+    let job = try Job.communicator()
+    let measured = stage1Step(batch: stage1Batch / job.size, communicator: job)
+    if job.isRoot { print("data-parallel:", String(decoding: try JSONEncoder().encode(measured.dataParallel), as: UTF8.self)) }
+    job.finalize()
+    exit(0)
+}
 
 print("bench: \(BLAS.summary)")
 var results: [Result] = []
@@ -159,7 +171,19 @@ do {
 // stage1.yaml) on synthetic inputs: forward, backward, clipping and AdamW. Its rate is the matrix
 // products' FLOPs per second of step time, against the peak above; the loader's rate above is
 // compared with what this step consumes.
-@MainActor func stage1Step() -> (samplesPerSecond: Double, gemmGflops: Double, detail: String) {
+struct DataParallelStep: Codable {
+    var ranks: Int, threads: Int, samplesPerSecond: Double
+    /// Time in collectives over the timed steps, waiting for a slower rank included.
+    var communicationShare: Double
+    var gradientFloats: Int
+    /// One gradient all-reduce on its own, all ranks arriving together: the transfer without the waiting.
+    var allReduceSeconds: Double
+}
+
+/// `batch` samples per rank; with a communicator of N ranks, gradients are averaged across them each
+/// step and the step time is timed over a fixed number of steps (every rank must take as many).
+@MainActor func stage1Step(batch b: Int = stage1Batch, communicator: Communicator = SingleProcess())
+    -> (samplesPerSecond: Double, gemmGflops: Double, detail: String, dataParallel: DataParallelStep) {
     var r = RNG(seed: 5)
     let vlm = VisionLanguageModel(vision: VisionConfig(imageSize: 64, patchSize: 8, hiddenSize: 96, numLayers: 3, numHeads: 4, intermediateSize: 192),
                                   language: TransformerConfig(hiddenSize: 128, numHeads: 4, numKeyValueHeads: 2, intermediateSize: 256),
@@ -171,7 +195,7 @@ do {
         latentSize: 128, numQueries: 16, proprioDim: 4, actionDim: 4, horizon: 8)
     let queries = (3..<19).map(Int32.init)
     let vla = InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 16, alpha: 32, dropout: 0), queryIds: queries, seed: 6)
-    let (b, text) = (32, 24)
+    let text = 24
     // [start | 16 image tokens | instruction | 16 queries | end]: the length of an MT10 prompt.
     let sample: [Int32] = [0] + Array(repeating: 2, count: vlm.tokensPerImage) + (0..<text).map { Int32(30 + $0 % 400) } + queries + [1]
     let targets: [Int32] = Array(repeating: -100, count: 1 + vlm.tokensPerImage + text - 1) + queries + [1, -100]
@@ -186,6 +210,7 @@ do {
     func step() {
         optimizer.zeroGrad()
         vla.loss(inputs, actions: actions, rng: &noise).total.backward()
+        try! communicator.averageGradients(trainable.map(\.1))  // a failed collective ends the bench
         _ = clipGradNorm(trainable.map(\.1), maxNorm: 1)
         optimizer.update(learningRate: 3e-4)
     }
@@ -193,13 +218,61 @@ do {
     let before = BLAS.gemmFlops
     step()
     let flops = Double(BLAS.gemmFlops - before)
-    let seconds = timeMedian(minSeconds: minSeconds * 2, step)
-    return (Double(b) / seconds, flops / seconds / 1e9,
-            String(format: "batch %d, %.1f ms/step, %.2f GFLOP of matrix products per step", b, seconds * 1e3, flops / 1e9))
+    let (started, communicated) = (Date(), communicator.communicationSeconds)
+    let steps = quick ? 5 : 20
+    for _ in 0..<steps { step() }
+    let wall = Date().timeIntervalSince(started)
+    let share = (communicator.communicationSeconds - communicated) / wall
+    try! communicator.barrier()
+    let reduceStarted = Date()
+    for _ in 0..<steps { try! communicator.averageGradients(trainable.map(\.1)) }
+    let parallel = DataParallelStep(ranks: communicator.size, threads: BLAS.workers, samplesPerSecond: Double(b * communicator.size * steps) / wall,
+                                    communicationShare: share, gradientFloats: trainable.reduce(0) { $0 + $1.1.count },
+                                    allReduceSeconds: Date().timeIntervalSince(reduceStarted) / Double(steps))
+    let seconds = communicator.size > 1 ? wall / Double(steps) : timeMedian(minSeconds: minSeconds * 2, step)
+    return (Double(b * communicator.size) / seconds, flops / seconds / 1e9,
+            String(format: "batch %d, %.1f ms/step, %.2f GFLOP of matrix products per step", b, seconds * 1e3, flops / 1e9), parallel)
 }
 let stage1 = stage1Step()
 results.append(Result(name: "stage1_step_mt10_scale", unit: "GFLOP/s", value: stage1.gemmGflops, fraction_of_peak: stage1.gemmGflops / peak,
                       detail: String(format: "%.0f samples/s; ", stage1.samplesPerSecond) + stage1.detail))
+// 5. Data-parallel scaling: the same step as 2 MPI ranks × 1 thread (batch 16 each) against the one
+// process × 2 threads above (batch 32), both timed over the same fixed number of steps.
+if let parallel = dataParallelStep(ranks: 2) {
+    let single = stage1.dataParallel
+    results.append(Result(name: "stage1_step_1rank_x_\(single.threads)threads", unit: "samples/s", value: single.samplesPerSecond,
+                          detail: "one process, batch \(stage1Batch)"))
+    results.append(Result(name: "stage1_step_\(parallel.ranks)ranks_x_\(parallel.threads)thread", unit: "samples/s", value: parallel.samplesPerSecond,
+                          detail: String(format: "mpirun -np %d, batch %d per rank, %.2fx the single process; %.1f%% of step time in collectives " +
+                                         "(waiting for the slower rank included), of which the all-reduce of %.1fM floats alone takes %.1f ms (%.1f%%)",
+                                         parallel.ranks, stage1Batch / parallel.ranks, parallel.samplesPerSecond / single.samplesPerSecond,
+                                         parallel.communicationShare * 100, Double(parallel.gradientFloats) / 1e6, parallel.allReduceSeconds * 1e3,
+                                         parallel.allReduceSeconds * parallel.samplesPerSecond / Double(stage1Batch) * 100)))
+    results.append(Result(name: "stage1_data_parallel_communication", unit: "% of step time", value: parallel.communicationShare * 100))
+}
+
+/// This benchmark's stage-1 step as an mpirun job of `ranks` × 1 thread, or nil (with a note) without mpirun.
+func dataParallelStep(ranks: Int) -> DataParallelStep? {
+    let process = Process(), pipe = Pipe()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none", "-x", "INSTRUCTVLA_THREADS=1",
+                         CommandLine.arguments[0], "--data-parallel-rank"] + (quick ? ["--quick"] : [])
+    process.environment = ProcessInfo.processInfo.environment.merging(["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
+    (process.standardOutput, process.standardError) = (pipe, pipe)
+    do { try process.run() } catch {
+        print("bench: data-parallel scaling skipped (cannot start mpirun: \(error); `make setup` installs openmpi-bin)")
+        return nil
+    }
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    guard process.terminationStatus == 0, let line = output.split(separator: "\n").first(where: { $0.hasPrefix("data-parallel: ") }),
+          let measured = try? JSONDecoder().decode(DataParallelStep.self, from: Data(line.dropFirst("data-parallel: ".count).utf8)) else {
+        print("bench: data-parallel scaling failed (mpirun exited \(process.terminationStatus)):\n\(output.suffix(2000))")
+        return nil
+    }
+    return measured
+}
+
 if let loader = results.first(where: { $0.name == "loader_64px_augmented" }) {
     results.append(Result(name: "loader_over_stage1_consumption", unit: "x", value: loader.value / stage1.samplesPerSecond, fraction_of_peak: nil,
                           detail: "augmented 64² samples the loader delivers per sample a stage-1 step consumes"))

@@ -2,10 +2,10 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// Runs `body(i)` for i in 0..<count on all cores, in contiguous chunks. For many small work items,
+/// Runs `body(i)` for i in 0..<count on the toolkit's threads (`BLAS.workers`), in contiguous chunks. For many small work items,
 /// such as per-head attention products. `body` must only write memory no other index writes.
 func parallelFor(_ count: Int, _ body: (Int) -> Void) {
-    let workers = min(ProcessInfo.processInfo.activeProcessorCount, count)
+    let workers = min(BLAS.workers, count)
     if workers <= 1 {
         for i in 0..<count { body(i) }
         return

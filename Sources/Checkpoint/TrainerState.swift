@@ -15,16 +15,18 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var learningRate: Double
     /// The last logged metrics, for the record.
     public var metrics: [String: Double]
+    /// Processes of the data-parallel job that wrote this state (absent: one).
+    public var worldSize: Int?
 
     public init(step: Int = 0, epoch: Int = 0, samplesSeen: Int = 0, rngStates: [String: [String]] = [:],
-                dataLoader: [String: Int] = [:], learningRate: Double = 0, metrics: [String: Double] = [:]) {
+                dataLoader: [String: Int] = [:], learningRate: Double = 0, metrics: [String: Double] = [:], worldSize: Int? = nil) {
         (self.step, self.epoch, self.samplesSeen, self.rngStates) = (step, epoch, samplesSeen, rngStates)
-        (self.dataLoader, self.learningRate, self.metrics) = (dataLoader, learningRate, metrics)
+        (self.dataLoader, self.learningRate, self.metrics, self.worldSize) = (dataLoader, learningRate, metrics, worldSize)
     }
 
     enum CodingKeys: String, CodingKey {
         case step, epoch, metrics
-        case samplesSeen = "samples_seen", rngStates = "rng_states", dataLoader = "data_loader", learningRate = "learning_rate"
+        case samplesSeen = "samples_seen", rngStates = "rng_states", dataLoader = "data_loader", learningRate = "learning_rate", worldSize = "world_size"
     }
 
     public mutating func setRNG(_ name: String, _ rng: RNG) {

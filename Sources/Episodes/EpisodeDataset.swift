@@ -123,6 +123,8 @@ public final class EpisodeDataset {
 
     public var proprioDim: Int { proprioDims.reduce(0, +) }
 
+    func fileHandle(_ path: String) -> HDF5File? { files[path] }
+
     /// The sample at step `t` of episode `e`, with an action chunk of `horizon` steps.
     public func sample(episode e: Int, step t: Int, horizon: Int) throws -> EpisodeSample {
         let info = episodes[e]

@@ -15,17 +15,22 @@ public struct EpisodeBatch {
     public var instructions: [String]
     /// Which frame each sample is: (episode index in the dataset, step).
     public var frames: [(episode: Int, step: Int)]
+    /// Where each sample sits in the data stream (epoch << 32 | cursor): the key of its random draws
+    /// (`sampleRNG`), the same whichever rank or batch size reads it.
+    public var positions: [UInt64]
     /// Seconds the consumer waited for this batch (0 when prefetch kept up).
     public var waitSeconds: Double
 }
 
 public struct LoaderOptions: Sendable {
+    /// Samples per batch on this rank; with a shard of `count` ranks, a batch of the stream is `count × batchSize`.
     public var batchSize = 32
     public var horizon = 8
     public var augment = true
     public var seed: UInt64 = 0
     /// Batches decoded ahead on the worker thread.
     public var prefetch = 4
+    public var shard = DataShard.whole
     public init() {}
 }
 
@@ -149,11 +154,14 @@ public final class EpisodeLoader: @unchecked Sendable {
         let images = Tensor.zeros([b, cameras, h, w, 3])
         var proprio: [Float] = [], actions: [Float] = [], mask: [Float] = [], instructions: [String] = []
         var frames: [(episode: Int, step: Int)] = []
-        for i in 0..<b {
-            let (epoch, cursor) = (sampler.epoch, sampler.cursor)
+        let picks = options.shard.take(b) { () -> (position: UInt64, episode: Int, step: Int) in
+            let position = UInt64(sampler.epoch) << 32 &+ UInt64(sampler.cursor)
             let (episode, step) = sampler.next()
+            return (position, episode, step)
+        }
+        for (i, (position, episode, step)) in picks.enumerated() {
             let sample = try dataset.sample(episode: episode, step: step, horizon: horizon)
-            var rng = RNG(seed: options.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(epoch) << 32 &+ UInt64(cursor))
+            var rng = sampleRNG(seed: options.seed, position: position)
             for (c, image) in sample.images.enumerated() {
                 let out = images.pointer + ((i * cameras + c) * h * w * 3)
                 if options.augment {
@@ -171,6 +179,7 @@ public final class EpisodeLoader: @unchecked Sendable {
         NormStats.normalize(&proprio, stats.proprio)
         NormStats.normalize(&actions, stats.actions)
         return EpisodeBatch(images: images, proprio: Tensor(proprio, shape: [b, p]), actions: Tensor(actions, shape: [b, horizon, a]),
-                            actionMask: Tensor(mask, shape: [b, horizon]), instructions: instructions, frames: frames, waitSeconds: 0)
+                            actionMask: Tensor(mask, shape: [b, horizon]), instructions: instructions, frames: frames,
+                            positions: picks.map(\.position), waitSeconds: 0)
     }
 }

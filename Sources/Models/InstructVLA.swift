@@ -41,6 +41,9 @@ public final class InstructVLA: Module {
     public let queryIds: [Int32]
     /// Stage 2's router over the language and action adapters (nil in stage 1).
     public private(set) var scaleHead: ScaleHead?
+    /// The router's λ of the last forward, [B, T, adapters] row-major, for logging (plain floats: a
+    /// Tensor property would be taken for a parameter).
+    public private(set) var lastScales: [Float]?
 
     /// Wraps a trained VLM: freezes it, attaches the action LoRA and makes the query rows trainable.
     public init(vlm: VisionLanguageModel, expert: ActionExpertConfig, lora: LoRASettings, queryIds: [Int32], seed: UInt64) {
@@ -86,23 +89,36 @@ public final class InstructVLA: Module {
                               adapterNames: ["language", "action"], dropout: headDropout, rng: &rng)
     }
 
-    /// Final LM hidden states [B, T, C] with the image tokens spliced in. With a scale head, a
-    /// no-grad pass of the base LM (adapters off) first sets the per-token adapter gates.
-    func hiddenStates(_ inputs: ActionInputs) -> Tensor {
-        let (b, t) = (inputs.batch, inputs.length)
+    /// Final LM hidden states [B, T, C] of ids [B, T] with the image tokens [B, n, C] spliced in. With
+    /// a scale head, a no-grad pass of the base LM (adapters off) first sets the per-token adapter
+    /// gates; `lastScales` keeps them for routing statistics.
+    public func hiddenStates(ids: [Int32], batch b: Int, length t: Int, imageTokens: Tensor) -> Tensor {
         let lm = vlm.languageModel
-        let text = lm.embed(inputs.ids, batch: b, length: t)
+        let text = lm.embed(ids, batch: b, length: t)
         let c = text.shape[2]
-        let positions = inputs.ids.indices.filter { inputs.ids[$0] == vlm.imageTokenId }
+        let positions = ids.indices.filter { ids[$0] == vlm.imageTokenId }
         precondition(positions.count == b * vlm.tokensPerImage, "InstructVLA: \(positions.count) image placeholders for \(b) samples")
-        let embeddings = replacingRows(text.reshaped([b * t, c]), at: positions, with: inputs.imageTokens.reshaped([-1, c])).reshaped([b, t, c])
-        guard let scaleHead, adapters.enabled else { return lm.hiddenStates(embeddings: embeddings) }
+        let embeddings = replacingRows(text.reshaped([b * t, c]), at: positions, with: imageTokens.reshaped([-1, c])).reshaped([b, t, c])
+        return routed(embeddings: embeddings) { lm.hiddenStates(embeddings: embeddings, cache: $0) }
+    }
+
+    /// Runs `adapted` (the LM over `embeddings` with adapters on) with the gates the scale head reads
+    /// from the base LM's pass over the same embeddings; caches continue earlier positions.
+    func routed(embeddings: Tensor, base baseCache: KVCache? = nil, adaptedCache: KVCache? = nil,
+                _ adapted: (KVCache?) -> Tensor) -> Tensor {
+        guard let scaleHead, adapters.enabled else { return adapted(adaptedCache) }
         adapters.enabled = false
-        let base = withoutGrad { lm.hiddenStates(embeddings: embeddings) }
+        let base = withoutGrad { vlm.languageModel.hiddenStates(embeddings: embeddings, cache: baseCache) }
         adapters.enabled = true
-        scaleHead.route(scaleHead(base, training: adapters.training, rng: &adapters.rng), into: adapters)
+        let scales = scaleHead(base, training: adapters.training, rng: &adapters.rng)
+        lastScales = scales.toArray()
+        scaleHead.route(scales, into: adapters)
         defer { adapters.gates = [:] }
-        return lm.hiddenStates(embeddings: embeddings)
+        return adapted(adaptedCache)
+    }
+
+    func hiddenStates(_ inputs: ActionInputs) -> Tensor {
+        hiddenStates(ids: inputs.ids, batch: inputs.batch, length: inputs.length, imageTokens: inputs.imageTokens)
     }
 
     /// The latents [B, N, C]: hidden states at the query tokens, in order.
@@ -114,22 +130,35 @@ public final class InstructVLA: Module {
     }
 
     /// Cross-entropy over the supervised (answer) tokens only: logits at those positions alone.
-    func languageLoss(_ hidden: Tensor, _ inputs: ActionInputs) -> Tensor {
+    func languageLoss(_ hidden: Tensor, targets: [Int32]) -> Tensor {
         let c = hidden.shape[2]
-        let positions = inputs.targets.indices.filter { inputs.targets[$0] != -100 }
+        let positions = targets.indices.filter { targets[$0] != -100 }
         let logits = vlm.languageModel.logits(gatherRows(hidden.reshaped([-1, c]), positions))
-        return crossEntropy(logits: logits, targets: positions.map { inputs.targets[$0] })
+        return crossEntropy(logits: logits, targets: positions.map { targets[$0] })
+    }
+
+    /// The LM loss alone, on image + text data (stage 2's interleaved multimodal batches).
+    public func textLoss(ids: [Int32], targets: [Int32], batch: Int, length: Int, imageTokens: Tensor) -> Tensor {
+        languageLoss(hiddenStates(ids: ids, batch: batch, length: length, imageTokens: imageTokens), targets: targets)
     }
 
     /// Stage-1 loss: flow matching on the normalised chunk `actions` [B, H, A] plus the LM loss, 1:1.
     public func loss(_ inputs: ActionInputs, actions: Tensor, rng: inout RNG) -> (total: Tensor, flow: Tensor, language: Tensor) {
+        loss(inputs, actions: actions, sampleRNGs: (0..<actions.shape[0]).map { _ in rng.split() })
+    }
+
+    /// The loss with sample i's flow-matching time and noise drawn from `sampleRNGs[i]`, so that a
+    /// sample's draws do not depend on which batch (or data-parallel rank) it lands in.
+    public func loss(_ inputs: ActionInputs, actions: Tensor, sampleRNGs: [RNG]) -> (total: Tensor, flow: Tensor, language: Tensor) {
+        precondition(sampleRNGs.count == actions.shape[0], "InstructVLA.loss: \(sampleRNGs.count) generators for \(actions.shape[0]) samples")
         let hidden = hiddenStates(inputs)
-        let language = languageLoss(hidden, inputs)
+        let language = languageLoss(hidden, targets: inputs.targets)
         let latents = latents(hidden, inputs)
         let (b, n) = (actions.shape[0], actions.count / actions.shape[0])
         let clean = actions.toArray()
         var noisy: [Float] = [], target: [Float] = [], times: [Float] = []
         for i in 0..<b {
+            var rng = sampleRNGs[i]
             let t = FlowMatching.sampleTime(rng: &rng)
             let noise = (0..<n).map { _ in rng.normal() }
             let (x, u) = FlowMatching.interpolate(actions: clean[(i * n)..<((i + 1) * n)], noise: noise[...], t: t)
@@ -150,6 +179,34 @@ public final class InstructVLA: Module {
             let context = actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio)
             let x = FlowMatching.sample(noise: noise, steps: steps) { x, t in actionModel.velocity(context: context, noisyActions: x, time: t) }
             return Tensor(x.toArray().map { min(max($0, -1), 1) }, shape: x.shape)
+        }
+    }
+
+    /// Greedy continuation of `prompt` (batch 1, its image placeholders filled from `imageTokens`)
+    /// through the adapted LM with KV caches, routed per token exactly as in training: the new tokens
+    /// first go through the base LM (its own cache) to set their gates. Stops after `maxNewTokens` or
+    /// at a token in `stop` (included). Returns the new tokens.
+    public func generate(prompt: [Int32], imageTokens: Tensor, maxNewTokens: Int, stop: Set<Int32>) -> [Int32] {
+        withoutGrad {
+            let lm = vlm.languageModel
+            let (base, adapted) = (KVCache(layers: lm.model.layers.count), KVCache(layers: lm.model.layers.count))
+            let c = lm.config.hiddenSize
+            let positions = prompt.indices.filter { prompt[$0] == vlm.imageTokenId }
+            precondition(positions.count == vlm.tokensPerImage, "InstructVLA.generate: \(positions.count) image placeholders in the prompt")
+            var input = replacingRows(lm.embed(prompt, batch: 1, length: prompt.count).reshaped([prompt.count, c]), at: positions,
+                                      with: imageTokens.reshaped([-1, c])).reshaped([1, prompt.count, c])
+            var out: [Int32] = []
+            while out.count < maxNewTokens {
+                let t = input.shape[1]
+                let embeddings = input
+                let h = routed(embeddings: embeddings, base: base, adaptedCache: adapted) { lm.hiddenStates(embeddings: embeddings, cache: $0) }
+                let logits = lm.logits(h.slice(axis: 1, (t - 1)..<t)).toArray()
+                let next = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
+                out.append(next)
+                if stop.contains(next) { break }
+                input = lm.embed([next], batch: 1, length: 1)
+            }
+            return out
         }
     }
 }

@@ -2,21 +2,31 @@ import Autograd
 import Foundation
 import Training
 
-/// A trained model behind the server: stage-1 runs and export bundles (`ActionPolicy`).
+/// A trained model behind the server: stage-1 and stage-2 runs and export bundles (`ActionPolicy`).
+/// A stage-2 model that thinks first answers the instruction in words (sent back as `text`), then
+/// acts on it; the response follows `ThoughtCache` (regenerated every `inference.think_every`
+/// requests for the same instruction, at once for a new one).
 public final class ModelPolicy: Policy {
     public let name: String
     public let schema: ObservationSchema
     public let extraMetadata: [String: MsgPackValue]
     let policy: ActionPolicy
+    let think: Bool
     /// Flow-matching noise: a fixed seed makes a served episode reproducible request for request.
     var rng: RNG
+    var thoughts: ThoughtCache
 
-    public init(contentsOf folder: URL, seed: UInt64) throws {
+    /// - Parameter think: answer in words before acting; nil follows the model's recipe (stage 2: yes).
+    public init(contentsOf folder: URL, seed: UInt64, think: Bool? = nil) throws {
         policy = try ActionPolicy(contentsOf: folder)
-        name = "instructvla-stage1"
+        self.think = think ?? policy.thinksByDefault
+        thoughts = ThoughtCache(every: policy.instruct?.inference.thinkEvery ?? 1)
+        name = policy.instruct == nil ? "instructvla-stage1" : "instructvla-stage2"
         schema = ObservationSchema(imageHeight: policy.imageSize, imageWidth: policy.imageSize, stateDim: policy.proprioDim)
         rng = RNG(seed: seed)
-        var extra: [String: MsgPackValue] = ["weights": .string(policy.source.path), "noise_seed": .int(Int64(seed))]
+        var extra: [String: MsgPackValue] = ["weights": .string(policy.source.path), "noise_seed": .int(Int64(seed)),
+                                             "stage": .string(policy.stage), "think": .bool(self.think)]
+        if self.think { extra["think_every"] = .int(Int64(thoughts.every)) }
         if let camera = policy.camera { extra["camera"] = .string(camera) }
         extraMetadata = extra
     }
@@ -25,6 +35,15 @@ public final class ModelPolicy: Policy {
     public var actionDim: Int { policy.actionDim }
 
     public func infer(_ observation: Observation) throws -> PolicyOutput {
-        PolicyOutput(actions: try policy.act(image: observation.images[0], proprio: observation.state, instruction: observation.prompt, rng: &rng))
+        guard think else {
+            return PolicyOutput(actions: try policy.act(image: observation.images[0], proprio: observation.state,
+                                                        instruction: observation.prompt, rng: &rng))
+        }
+        let thought = try thoughts.thought(for: observation.prompt) {
+            try policy.respond(image: observation.images[0], instruction: observation.prompt)
+        }
+        let actions = try policy.act(image: observation.images[0], proprio: observation.state, instruction: observation.prompt,
+                                     response: thought.ids, rng: &rng)
+        return PolicyOutput(actions: actions, text: thought.text, extra: ["thought_age": .int(Int64(thought.age))])
     }
 }

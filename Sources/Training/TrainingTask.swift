@@ -18,6 +18,15 @@ public protocol TrainingTask: AnyObject {
 
     /// Restores what `save(into:)` wrote.
     func restore(from state: TrainerState) throws
+
+    /// A second batch trained with its own optimizer step right after each update, or nil (the
+    /// default). Stage 2 interleaves its multimodal VQA batches this way, as the paper's code does.
+    /// Its metrics are logged under "aux/".
+    func auxiliaryLoss() throws -> MicroBatch?
+}
+
+extension TrainingTask {
+    public func auxiliaryLoss() throws -> MicroBatch? { nil }
 }
 
 public struct MicroBatch {

@@ -7,7 +7,7 @@ import Training
 extension VLA {
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write an inference bundle (weights, recipes, tokenizer, norm stats, schema, manifest) of a stage-1 run's newest checkpoint.")
+            abstract: "Write an inference bundle (weights, recipes, tokenizer, norm stats, schema, manifest) of a stage-1 or stage-2 run's newest checkpoint (a stage-2 bundle keeps its adapters and router).")
 
         @Argument(help: "Stage-1 run folder.")
         var runFolder: String
@@ -29,10 +29,13 @@ extension VLA {
 
     struct Act: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Predict one action chunk for a recorded frame: prints the un-normalised chunk (and the recorded one) as JSON.")
+            abstract: "Predict one action chunk for a recorded frame: prints the un-normalised chunk (and the recorded one) as JSON; a stage-2 model that thinks first also prints its response.")
 
-        @Argument(help: "A stage-1 run folder or export bundle.")
+        @Argument(help: "A stage-1 or stage-2 run folder or export bundle.")
         var model: String
+
+        @Option(name: .customLong("think"), help: ArgumentHelp("Stage 2: answer in words before acting (yes|no); default: the recipe's inference.think.", valueName: "yes|no"))
+        var thinkChoice: String?
 
         @Option(help: "A recorded frame, FILE:EPISODE:STEP (e.g. Datasets/tiny/drawer-close-v3.hdf5:demo_0:5).")
         var frame: String
@@ -46,6 +49,7 @@ extension VLA {
         func run() throws {
             let parts = frame.split(separator: ":").map(String.init)
             guard parts.count == 3, let step = Int(parts[2]) else { throw ValidationError("--frame must be FILE:EPISODE:STEP, got '\(frame)'") }
+            guard thinkChoice == nil || ["yes", "no"].contains(thinkChoice!) else { throw ValidationError("--think takes yes or no, got '\(thinkChoice!)'") }
             do {
                 let policy = try ActionPolicy(contentsOf: URL(fileURLWithPath: model))
                 let dataset = try EpisodeDataset(files: [parts[0]], layout: .metaworld)
@@ -57,9 +61,12 @@ extension VLA {
                 }
                 let sample = try dataset.sample(episode: e, step: step, horizon: policy.horizon)
                 var rng = RNG(seed: seed)
-                let actions = try policy.act(image: sample.images[0], proprio: sample.proprio, instruction: instruction ?? sample.instruction, rng: &rng)
+                let said = instruction ?? sample.instruction
+                let response = try (thinkChoice.map { $0 == "yes" } ?? policy.thinksByDefault) ? policy.respond(image: sample.images[0], instruction: said) : nil
+                let actions = try policy.act(image: sample.images[0], proprio: sample.proprio, instruction: said, response: response?.ids, rng: &rng)
                 let rows = { (v: [Float]) in stride(from: 0, to: v.count, by: policy.actionDim).map { Array(v[$0..<($0 + policy.actionDim)]) } }
-                let out: [String: Any] = ["instruction": instruction ?? sample.instruction, "actions": rows(actions), "recorded": rows(sample.actions)]
+                var out: [String: Any] = ["instruction": said, "actions": rows(actions), "recorded": rows(sample.actions)]
+                if let response { out["response"] = response.text }
                 print(String(decoding: try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
             } catch {
                 fail(error)

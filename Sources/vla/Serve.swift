@@ -10,12 +10,16 @@ extension VLA {
             abstract: "Serve a policy over the openpi websocket protocol (msgpack + numpy; openpi_client.WebsocketClientPolicy drives it).",
             discussion: """
                 Observations: {"observation/image": uint8 [H, W, 3], "observation/state": float [D], "prompt": str}.
-                Replies: {"actions": float32 [horizon, A], "server_timing": {"infer_ms", "prev_total_ms"}}.
+                Replies: {"actions": float32 [horizon, A], "server_timing": {"infer_ms", "prev_total_ms"}}, and "text" (the
+                response) from a stage-2 model that thinks first.
                 A bad observation gets a text reply naming the key and the expected shape; the connection stays open.
                 """)
 
-        @Argument(help: "A stage-1 run folder (newest checkpoint) or an export bundle.")
+        @Argument(help: "A stage-1 or stage-2 run folder (newest checkpoint) or an export bundle.")
         var model: String?
+
+        @Option(name: .customLong("think"), help: ArgumentHelp("Stage 2: answer the instruction in words before acting (yes|no); default: the recipe's inference.think.", valueName: "yes|no"))
+        var thinkChoice: String?
 
         @Option(help: "Replay recorded episodes (HDF5 files or globs) instead of a model: tests the evaluation plumbing.")
         var replay: [String] = []
@@ -41,10 +45,11 @@ extension VLA {
                 throw ValidationError("say what to serve: a run folder or export bundle, or --replay FILES (not both)")
             }
             guard (1...4096).contains(maxMessageMib) else { throw ValidationError("--max-message-mib must be in 1...4096") }
+            guard thinkChoice == nil || ["yes", "no"].contains(thinkChoice!) else { throw ValidationError("--think takes yes or no, got '\(thinkChoice!)'") }
             let policy: Policy
             do {
                 if let model {
-                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed)
+                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed, think: thinkChoice.map { $0 == "yes" })
                 } else {
                     policy = try ReplayPolicy(files: try EpisodeDataSection.expand(replay, key: "--replay"), horizon: horizon)
                 }

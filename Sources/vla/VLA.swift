@@ -31,12 +31,12 @@ extension VLA {
 
     struct Eval: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Evaluate a trained run. --vqa: exact-match accuracy of a VLM run on a held-out split, per question type.")
+            abstract: "Evaluate a trained run. --vqa: exact-match accuracy on a held-out VQA split, per question type, of a VLM run or of a stage-1/2 model (its adapters and router on; the stage-0 data).")
 
-        @Argument(help: "Run folder (e.g. Checkpoints/tiny/vlm).")
+        @Argument(help: "Run folder (e.g. Checkpoints/tiny/vlm or Checkpoints/tiny/stage2) or export bundle.")
         var runFolder: String
 
-        @Flag(help: "Score visual question answering (a 'vlm' run).")
+        @Flag(help: "Score visual question answering.")
         var vqa = false
 
         @Option(help: "Split to score.")

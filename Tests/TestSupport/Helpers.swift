@@ -30,10 +30,13 @@ public func assertClose(_ a: [Float], _ b: [Float], tol: Float = 1e-5, _ message
 /// Logs the BLAS kernel once per test process, so every test log says what it ran on.
 public let logBLASOnce: Void = { print("[tests] \(BLAS.summary)") }()
 
-/// The `vla` executable built beside this test bundle.
-public var vlaExecutable: URL {
-    URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("vla")
+/// An executable of the package (`vla`, `pretrain-action`, …) built beside this test bundle.
+public func builtExecutable(_ name: String) -> URL {
+    URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent(name)
 }
+
+/// The `vla` executable built beside this test bundle.
+public var vlaExecutable: URL { builtExecutable("vla") }
 
 public var missingVLAMessage: String { "no vla executable beside the tests at \(vlaExecutable.path): build with `swift build --build-tests`" }
 

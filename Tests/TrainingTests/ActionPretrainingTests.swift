@@ -18,32 +18,15 @@ final class ActionPretrainingTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-stage1-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let demos = dir.appendingPathComponent("demos"), shapes = dir.appendingPathComponent("shapes.hdf5")
-        try PythonReference.runScript("Datasets/metaworld/generate.py", arguments: ["--tasks", "reach-v3,push-v3", "--demos-per-task", "3",
-                                                                                   "--image-size", "16", "--workers", "1", "--out", demos.path])
-        try PythonReference.runScript("Datasets/vqa/generate_shapes.py", arguments: ["--out", shapes.path, "--train", "128", "--test", "20", "--image-size", "16"])
+        try TinyFixtures.demonstrations("reach-v3,push-v3", perTask: 3, into: demos)
+        try TinyFixtures.shapes(into: shapes, train: 128)
         let vlmRecipe = dir.appendingPathComponent("vlm.yaml"), vlmRun = dir.appendingPathComponent("vlm")
-        try """
-        task: vlm
-        model: {image_size: 16, patch_size: 4, vision_hidden_size: 16, vision_layers: 1, vision_heads: 2,
-                vision_intermediate_size: 32, hidden_size: 32, num_layers: 1, num_heads: 4, num_key_value_heads: 2,
-                intermediate_size: 64}
-        tokenizer: {vocab_size: 300, action_queries: 4}
-        data: {files: ['\(shapes.path)'], max_length: 56, eval_examples: 0}
-        train: {steps: 4, batch_size: 8, save_every: 4, log_every: 4}
-        """.write(to: vlmRecipe, atomically: true, encoding: .utf8)
+        try TinyFixtures.vlmRecipe(shapes: shapes).write(to: vlmRecipe, atomically: true, encoding: .utf8)
         let prepared = try RunSetup.prepare(VLMRecipe.self, recipe: vlmRecipe, overrides: [], runDirectory: vlmRun, mode: .automatic)
         _ = try Trainer(train: prepared.recipe.train, task: try VLMTask(prepared.recipe, run: prepared.run), run: prepared.run,
                         lock: prepared.lock, log: { _ in }).run()
         let recipe = dir.appendingPathComponent("stage1.yaml")
-        try """
-        task: pretrain-action
-        model: {vlm: '\(vlmRun.path)', action_queries: 4, hidden_size: 16, num_layers: 1, num_heads: 2, intermediate_size: 32,
-                vision_patch_size: 8, vision_hidden_size: 8, vision_layers: 1, vision_heads: 2, vision_intermediate_size: 16}
-        lora: {rank: 2}
-        motion: {fraction: 0.5}
-        data: {files: ['\(demos.path)/*-v3.hdf5'], horizon: 4}
-        train: {steps: 6, batch_size: 4, learning_rate: 1.0e-2, save_every: 3, log_every: 1}
-        """.write(to: recipe, atomically: true, encoding: .utf8)
+        try TinyFixtures.stage1Recipe(vlm: vlmRun, demos: demos, motionFraction: 0.5).write(to: recipe, atomically: true, encoding: .utf8)
         return Fixture(recipe: recipe, demos: demos)
     }
 

@@ -26,6 +26,28 @@ func assertRecipeError(_ expected: String, file: StaticString = #filePath, line:
 }
 
 final class RecipeTests: XCTestCase {
+    /// Every recipe the repository ships resolves against its task's schema (no typo, no bad value).
+    func testEveryShippedRecipeValidates() throws {
+        let recipes = PythonReference.repoRoot.appendingPathComponent("Recipes")
+        var checked = 0
+        for folder in try FileManager.default.contentsOfDirectory(at: recipes, includingPropertiesForKeys: nil) {
+            for url in try FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil) where url.pathExtension == "yaml" {
+                let tree = try RecipeLoader.load(url)
+                guard case .map(let top) = tree, case .string(let task)? = top["task"] else { XCTFail("\(url.path): no task"); continue }
+                let source = url.path
+                switch task {
+                case "sequence-lm": _ = try RecipeValidator.resolve(tree, as: SequenceLMRecipe.self, source: source)
+                case "vlm": _ = try RecipeValidator.resolve(tree, as: VLMRecipe.self, source: source)
+                case "pretrain-action": _ = try RecipeValidator.resolve(tree, as: ActionPretrainingRecipe.self, source: source)
+                case "instruct-tune": _ = try RecipeValidator.resolve(tree, as: InstructTuningRecipe.self, source: source)
+                default: XCTFail("\(url.path): task '\(task)' is not in this test")
+                }
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(checked, 8)
+    }
+
     func testExtendsChainMergesSectionsKeyByKey() throws {
         let dir = try recipeFolder([
             "base.yaml": "task: sequence-lm\ntrain:\n  steps: 50\n  batch_size: 8\n  trainable: ['model.*']\nmodel:\n  hidden_size: 16\n",

@@ -50,10 +50,17 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
     /// The training loader. Normalisation statistics come from the run folder's norm_stats.json when
     /// it exists (a resumed run keeps its statistics) and are computed over the training split and
     /// saved there otherwise.
-    public func trainingLoader(run: RunDirectory, batchSize: Int, seed: Int) throws -> EpisodeLoader {
+    /// - Parameter inherited: normalisation statistics to keep (stage 2 acts through stage 1's frozen
+    ///   expert, so it must see actions and proprio scaled exactly as stage 1 did); nil computes them
+    ///   from this data.
+    public func trainingLoader(run: RunDirectory, batchSize: Int, seed: Int, inherited: NormStats? = nil,
+                               shard: DataShard = .whole) throws -> EpisodeLoader {
         let dataset = try EpisodeDataset(files: resolvedFiles(), layout: episodeLayout, split: trainSplit.isEmpty ? nil : trainSplit)
         let statsURL = run.url.appendingPathComponent("norm_stats.json")
-        let fresh = try NormStats(dataset: dataset)
+        if let inherited, inherited.schema != dataset.statsSchema {
+            throw RecipeError("data: the episodes' action/proprio layout \(dataset.statsSchema) differs from the inherited statistics' \(inherited.schema)")
+        }
+        let fresh = try inherited ?? NormStats(dataset: dataset)
         let stats: NormStats
         if FileManager.default.fileExists(atPath: statsURL.path) {
             stats = try NormStats.read(from: statsURL, expecting: dataset.statsSchema)
@@ -67,6 +74,7 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         }
         var options = LoaderOptions()
         (options.batchSize, options.horizon, options.augment, options.seed, options.prefetch) = (batchSize, horizon, augment, UInt64(seed), prefetch)
+        options.shard = shard
         return try EpisodeLoader(dataset: dataset, stats: stats, options: options)
     }
 }

@@ -1,3 +1,5 @@
+import Models
+
 /// `train:` — the optimisation and bookkeeping every stage shares.
 public struct TrainSection: Codable, Sendable, Equatable {
     /// Optimizer updates in the whole run.
@@ -54,4 +56,19 @@ public struct TrainSection: Codable, Sendable, Equatable {
     /// Keys that may change when a run resumes (longer training, different bookkeeping).
     static let resumableChanges: Set<String> = ["train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
                                                "train.save_every", "train.keep_last", "train.keep_every"]
+}
+
+/// A LoRA adapter (`lora:`): rank, alpha (0 means 2 × rank, as the paper) and dropout.
+public struct LoRASection: Codable, Sendable, Equatable {
+    public var rank = 8
+    public var alpha = 0.0
+    public var dropout = 0.05
+
+    public init() {}
+
+    public func validate() throws {
+        guard rank >= 1, alpha >= 0, (0..<1).contains(dropout) else { throw RecipeError("lora: rank >= 1, alpha >= 0 (0: 2 × rank), dropout in [0, 1)") }
+    }
+
+    public var settings: LoRASettings { LoRASettings(rank: rank, alpha: Float(alpha > 0 ? alpha : 2 * Double(rank)), dropout: Float(dropout)) }
 }

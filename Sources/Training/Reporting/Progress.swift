@@ -1,10 +1,14 @@
+import Distributed
 import Foundation
 
 /// The one-line live display: step, loss, learning rate, throughput, data-wait vs compute, ETA.
 /// On a terminal it rewrites one line; in a log file it prints a line each time it is updated.
 struct ProgressLine {
     let totalSteps: Int
-    let interactive = isatty(STDOUT_FILENO) != 0
+    /// Shows nothing (the ranks of a data-parallel job other than 0).
+    var silent = false
+    /// Not under mpirun, which gives its ranks a pseudo-terminal wherever its own output goes.
+    let interactive = isatty(STDOUT_FILENO) != 0 && !Job.launchedByMPI
 
     func render(step: Int, loss: Double, lr: Double, samplesPerSecond: Double, dataShare: Double, secondsPerStep: Double) -> String {
         let eta = Double(totalSteps - step) * secondsPerStep
@@ -13,6 +17,7 @@ struct ProgressLine {
     }
 
     func show(_ line: String) {
+        guard !silent else { return }
         if interactive {
             FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
         } else {
@@ -22,7 +27,7 @@ struct ProgressLine {
     }
 
     /// Ends an interactive line before other output.
-    func finish() { if interactive { print("") } }
+    func finish() { if interactive && !silent { print("") } }
 }
 
 /// 3725 s → "1:02:05"

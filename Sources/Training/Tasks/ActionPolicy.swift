@@ -4,20 +4,24 @@ import Episodes
 import Foundation
 import Models
 
-/// A trained stage-1 model ready to act: observation (image, proprio, instruction) → un-normalised
-/// action chunk. Loads from a stage-1 run folder (newest checkpoint) or from an export bundle; both
-/// hold the same files beside the weights:
+/// A trained stage-1 or stage-2 model ready to act: observation (image, proprio, instruction) →
+/// un-normalised action chunk (and, for stage 2 thinking first, its response). Loads from a run
+/// folder (newest checkpoint) or from an export bundle; both hold the same files beside the weights:
 ///
-///     recipe.yaml       the stage-1 recipe, resolved        vlm_recipe.yaml   the stage-0 recipe, resolved
+///     recipe.yaml       the run's recipe, resolved          vlm_recipe.yaml   the stage-0 recipe, resolved
 ///     tokenizer.json    the VLM's tokenizer                 norm_stats.json   action/proprio quantiles
 ///     observation.json  how the training frames were rendered (camera, image size), for clients
+///     stage1_recipe.yaml  (stage 2 only) the stage-1 recipe the architecture comes from
 public final class ActionPolicy {
     public static let recipeFiles = ["recipe.yaml", "vlm_recipe.yaml", "tokenizer.json", "norm_stats.json", "observation.json"]
+    public static let stage1RecipeFile = "stage1_recipe.yaml"
 
     public let vla: InstructVLA
     public let prompt: ActionPrompt
     public let stats: NormStats
+    /// The stage-1 recipe (the architecture); for a stage-2 model also its `instruct-tune` recipe.
     public let recipe: ActionPretrainingRecipe
+    public let instruct: InstructTuningRecipe?
     public let imageSize: Int
     /// Where the weights came from (a checkpoint folder or a bundle).
     public let source: URL
@@ -28,10 +32,25 @@ public final class ActionPolicy {
     public var actionDim: Int { vla.actionModel.config.actionDim }
     public var proprioDim: Int { stats.schema.proprioDim }
 
+    public var stage: String { instruct == nil ? "pretrain-action" : "instruct-tune" }
+
     /// The architecture the files in `folder` describe, with freshly initialised weights.
     init(architectureIn folder: URL, weights: URL) throws {
-        let hint = "a stage-1 run folder or export bundle has \(Self.recipeFiles.joined(separator: ", "))"
-        recipe = try RecipeValidator.read(folder.appendingPathComponent("recipe.yaml"), as: ActionPretrainingRecipe.self, hint: hint)
+        let hint = "a stage-1 or stage-2 run folder or export bundle has \(Self.recipeFiles.joined(separator: ", "))"
+        let recipeURL = folder.appendingPathComponent("recipe.yaml")
+        guard case .map(let top) = try RecipeLoader.load(recipeURL), case .string(let task)? = top["task"] else {
+            throw RecipeError("\(recipeURL.path): missing 'task:' (\(hint))")
+        }
+        switch task {
+        case "pretrain-action":
+            recipe = try RecipeValidator.read(recipeURL, as: ActionPretrainingRecipe.self, hint: hint)
+            instruct = nil
+        case "instruct-tune":
+            instruct = try RecipeValidator.read(recipeURL, as: InstructTuningRecipe.self, hint: hint)
+            recipe = try RecipeValidator.read(folder.appendingPathComponent(Self.stage1RecipeFile), as: ActionPretrainingRecipe.self, hint: hint)
+        default:
+            throw RecipeError("\(recipeURL.path): task '\(task)' is not a policy (pretrain-action or instruct-tune)")
+        }
         let vlmRecipe = try RecipeValidator.read(folder.appendingPathComponent("vlm_recipe.yaml"), as: VLMRecipe.self, hint: hint)
         let tokenizer = try BPETokenizer(contentsOf: folder.appendingPathComponent("tokenizer.json"))
         let statsURL = folder.appendingPathComponent("norm_stats.json")
@@ -46,7 +65,8 @@ public final class ActionPolicy {
         prompt = try ActionPrompt(template: ChatTemplate(imageTokens: vlm.tokensPerImage), tokenizer: tokenizer, numQueries: recipe.model.actionQueries)
         let expert = recipe.expertConfig(imageSize: imageSize, latentSize: vlmRecipe.model.hiddenSize,
                                          proprioDim: stats.schema.proprioDim, actionDim: stats.schema.actionDim)
-        vla = InstructVLA(vlm: vlm, expert: expert, lora: recipe.loraSettings, queryIds: prompt.queryIds, seed: UInt64(recipe.train.seed))
+        vla = InstructVLA(vlm: vlm, expert: expert, lora: recipe.lora.settings, queryIds: prompt.queryIds, seed: UInt64(recipe.train.seed))
+        instruct?.addMixture(to: vla)
         source = weights
     }
 
@@ -69,38 +89,73 @@ public final class ActionPolicy {
         vla.adapters.training = false
     }
 
+    /// Whether `act` answers in words before acting by default (stage 2 recipes say so).
+    public var thinksByDefault: Bool { instruct?.inference.think ?? false }
+
+    /// The model's response to an instruction asked with "First answer my question." (greedy,
+    /// routed per token, until the first query token): its token ids and text.
+    public func respond(image: [UInt8], instruction: String) throws -> (ids: [Int32], text: String) {
+        let (pixels, _) = try observation(image: image, proprio: nil)
+        let open = prompt.tokenized(Conversation([prompt.actionTurn(instruction, .think)]), open: true)
+        let imEnd = prompt.tokenizer.id(of: ChatTemplate.imEnd)!
+        let generated = vla.generate(prompt: open.ids, imageTokens: withoutGrad { vla.vlm.imageTokens(pixels) },
+                                     maxNewTokens: instruct?.inference.maxResponseTokens ?? 40, stop: [prompt.queryIds[0], imEnd])
+        let ids = Array(generated.prefix { $0 != prompt.queryIds[0] && $0 != imEnd })
+        return (ids, prompt.tokenizer.decode(ids).trimmingCharacters(in: .whitespaces))
+    }
+
     /// The un-normalised action chunk (horizon × actionDim, row-major) for one observation.
     /// `image` is HWC uint8 (top row first), `proprio` in the environment's units; the flow starts
-    /// from noise drawn from `rng`.
-    public func act(image: [UInt8], proprio: [Float], instruction: String, rng: inout RNG) throws -> [Float] {
-        guard image.count == imageSize * imageSize * 3 else {
-            throw RecipeError("image: expected \(imageSize)×\(imageSize)×3 bytes, got \(image.count)")
+    /// from noise drawn from `rng`. With `response` (from `respond`), the model acts after saying it,
+    /// as in stage 2's thinking mode; without, the plain command is answered by the queries.
+    public func act(image: [UInt8], proprio: [Float], instruction: String, response: [Int32]? = nil, rng: inout RNG) throws -> [Float] {
+        let (pixels, state) = try observation(image: image, proprio: proprio)
+        let ids: [Int32]
+        if let response {
+            // The open thinking prompt, the response as the model said it, then the queries.
+            ids = prompt.tokenized(Conversation([prompt.actionTurn(instruction, .think)]), open: true).ids + response + prompt.queryIds
+        } else {
+            ids = prompt.example(instruction: instruction, motion: nil).ids
         }
-        guard proprio.count == proprioDim else { throw RecipeError("proprio: expected \(proprioDim) values, got \(proprio.count)") }
-        let pixels = Tensor(image.map { Float($0) / 255 }, shape: [1, imageSize, imageSize, 3])
-        var state = proprio
-        NormStats.normalize(&state, stats.proprio)
-        let example = prompt.example(instruction: instruction, motion: nil)
-        let inputs = ActionInputs(ids: example.ids, targets: example.targets, length: example.ids.count,
+        let inputs = ActionInputs(ids: ids, targets: Array(repeating: -100, count: ids.count), length: ids.count,
                                   imageTokens: withoutGrad { vla.vlm.imageTokens(pixels) }, pixels: pixels,
-                                  proprio: recipe.model.useProprio ? Tensor(state, shape: [1, proprioDim]) : nil)
+                                  proprio: recipe.model.useProprio ? state : nil)
         let noise = Tensor((0..<(horizon * actionDim)).map { _ in rng.normal() }, shape: [1, horizon, actionDim])
         var actions = vla.predictActions(inputs, noise: noise).toArray()
         NormStats.unnormalize(&actions, stats.actions)
         return actions
     }
 
+    /// Pixels [1, S, S, 3] in [0, 1] and normalised proprio [1, P] of one observation, validated.
+    func observation(image: [UInt8], proprio: [Float]?) throws -> (pixels: Tensor, state: Tensor?) {
+        guard image.count == imageSize * imageSize * 3 else {
+            throw RecipeError("image: expected \(imageSize)×\(imageSize)×3 bytes, got \(image.count)")
+        }
+        let pixels = Tensor(image.map { Float($0) / 255 }, shape: [1, imageSize, imageSize, 3])
+        guard var state = proprio else { return (pixels, nil) }
+        guard state.count == proprioDim else { throw RecipeError("proprio: expected \(proprioDim) values, got \(state.count)") }
+        NormStats.normalize(&state, stats.proprio)
+        return (pixels, Tensor(state, shape: [1, proprioDim]))
+    }
+
     /// Writes an export bundle of this policy's weights and files (read from `folder`, the run folder
     /// or bundle it was loaded from).
     public func export(from folder: URL, to bundle: URL) throws {
         var files: [String: Data] = [:]
-        for name in Self.recipeFiles { files[name] = try Data(contentsOf: folder.appendingPathComponent(name)) }
-        let schema: [String: Any] = [
-            "stage": "pretrain-action", "observation": ["observation/image": [imageSize, imageSize, 3], "observation/state": [proprioDim], "prompt": "str"],
+        for name in Self.recipeFiles + (instruct == nil ? [] : [Self.stage1RecipeFile]) {
+            files[name] = try Data(contentsOf: folder.appendingPathComponent(name))
+        }
+        var schema: [String: Any] = [
+            "stage": stage, "observation": ["observation/image": [imageSize, imageSize, 3], "observation/state": [proprioDim], "prompt": "str"],
             "actions": [horizon, actionDim], "action_keys": stats.schema.actionKey, "proprio_keys": stats.schema.proprioKeys,
             "flow_matching_steps": 10,
         ]
+        if let instruct, let head = vla.scaleHead {
+            schema["adapters"] = head.adapterNames
+            schema["thinking"] = ["default": instruct.inference.think, "think_every": instruct.inference.thinkEvery,
+                                  "max_response_tokens": instruct.inference.maxResponseTokens]
+        }
         files["schema.json"] = try JSONSerialization.data(withJSONObject: schema, options: [.prettyPrinted, .sortedKeys])
-        try ExportBundle.write(to: bundle, weights: vla.namedParameters(), files: files, weightMetadata: ["stage": "pretrain-action"])
+        try ExportBundle.write(to: bundle, weights: vla.namedParameters(), files: files, weightMetadata: ["stage": stage])
     }
 }

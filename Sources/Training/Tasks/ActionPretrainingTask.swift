@@ -25,14 +25,11 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         public var visionIntermediateSize = 96
         /// Merge 2×2 neighbouring patches before the backbone (finer patches at the same token count).
         public var visionMergePatches = false
+        /// First width of a convolutional stem (3×3 stride-2 convolutions, doubling) in place of the
+        /// ViT's patchify layer; 0 for plain patches. Needs a power-of-two patch size.
+        public var visionStemChannels = 0
         /// A proprio token (end-effector position and gripper) in the expert's input.
         public var useProprio = true
-    }
-    public struct LoRA: Codable, Sendable, Equatable {
-        public var rank = 8
-        /// 0 means 2 × rank, as the paper.
-        public var alpha = 0.0
-        public var dropout = 0.05
     }
     public struct Motion: Codable, Sendable, Equatable {
         /// Fraction of samples whose answer starts with the language-motion phrase.
@@ -44,7 +41,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
 
     public var task = "pretrain-action"
     public var model = Model()
-    public var lora = LoRA()
+    public var lora = LoRASection()
     public var motion = Motion()
     public var data: EpisodeDataSection = {
         var data = EpisodeDataSection()
@@ -70,15 +67,15 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         guard model.hiddenSize % model.numHeads == 0, model.visionHiddenSize % model.visionHeads == 0 else {
             throw RecipeError("model: hidden_size must divide by num_heads, vision_hidden_size by vision_heads")
         }
-        guard lora.rank >= 1, lora.alpha >= 0, (0..<1).contains(lora.dropout) else {
-            throw RecipeError("lora: rank >= 1, alpha >= 0 (0: 2 × rank), dropout in [0, 1)")
+        let patch = model.visionPatchSize
+        guard model.visionStemChannels >= 0, model.visionStemChannels == 0 || (patch >= 2 && patch & (patch - 1) == 0) else {
+            throw RecipeError("model.vision_stem_channels: \(model.visionStemChannels) needs a power-of-two vision_patch_size >= 2 " +
+                              "(one stride-2 convolution per halving), got \(patch); use 0 for plain patches")
         }
+        try lora.validate()
         guard (0...1).contains(motion.fraction), motion.window >= 1 else { throw RecipeError("motion: fraction in [0, 1], window >= 1") }
     }
 
-    var loraSettings: LoRASettings {
-        LoRASettings(rank: lora.rank, alpha: Float(lora.alpha > 0 ? lora.alpha : 2 * Double(lora.rank)), dropout: Float(lora.dropout))
-    }
     var languageMotion: LanguageMotion {
         LanguageMotion(window: motion.window, positionThreshold: Float(motion.positionThreshold), gripperThreshold: Float(motion.gripperThreshold))
     }
@@ -87,8 +84,9 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         var backbone = TransformerConfig(hiddenSize: model.hiddenSize, numHeads: model.numHeads, numKeyValueHeads: model.numHeads,
                                          intermediateSize: model.intermediateSize, ropeTheta: 1000, attentionBias: false)
         backbone.rmsNormEps = 1e-6
-        let vision = VisionConfig(imageSize: imageSize, patchSize: model.visionPatchSize, hiddenSize: model.visionHiddenSize,
+        var vision = VisionConfig(imageSize: imageSize, patchSize: model.visionPatchSize, hiddenSize: model.visionHiddenSize,
                                   numLayers: model.visionLayers, numHeads: model.visionHeads, intermediateSize: model.visionIntermediateSize)
+        vision.stemChannels = model.visionStemChannels
         var config = ActionExpertConfig(backbone: backbone, numLayers: model.numLayers, vision: vision, latentSize: latentSize,
                                         numQueries: model.actionQueries, proprioDim: model.useProprio ? proprioDim : 0,
                                         actionDim: actionDim, horizon: data.horizon)
@@ -103,19 +101,15 @@ public final class ActionPretrainingTask: TrainingTask {
     public let vla: InstructVLA
     public let prompt: ActionPrompt
     public let loader: EpisodeLoader
-    let motion: LanguageMotion
-    /// Raw proprio rows per episode, for the language-motion phrase of a step.
-    let proprio: [[Float]]
+    let motion: MotionPhrases
     let frameOffsets: [Int]
-    /// The frozen VLM's image tokens per frame, filled as frames are first seen (only without augmentation).
-    var imageTokenCache: [Int: [Float]] = [:]
-    var rng: RNG
+    let imageTokens: ImageTokenCache
     public var model: Module { vla }
 
-    public init(_ recipe: ActionPretrainingRecipe, run: RunDirectory) throws {
+    public init(_ recipe: ActionPretrainingRecipe, run: RunDirectory, shard: DataShard = .whole) throws {
         self.recipe = recipe
         let stage0 = try TrainedVLM.load(runFolder: URL(fileURLWithPath: recipe.model.vlm))
-        loader = try recipe.data.trainingLoader(run: run, batchSize: recipe.train.batchSize, seed: recipe.train.seed)
+        loader = try recipe.data.trainingLoader(run: run, batchSize: recipe.train.batchSize, seed: recipe.train.seed, shard: shard)
         let dataset = loader.dataset
         guard dataset.imageShape == [stage0.recipe.model.imageSize, stage0.recipe.model.imageSize, 3] else {
             throw RecipeError("data.files: frames are \(dataset.imageShape) but the stage-0 VLM (\(recipe.model.vlm)) reads " +
@@ -131,12 +125,11 @@ public final class ActionPretrainingTask: TrainingTask {
                                          proprioDim: dataset.proprioDim, actionDim: dataset.actionDim)
         prompt = try ActionPrompt(template: ChatTemplate(imageTokens: stage0.vlm.tokensPerImage), tokenizer: stage0.tokenizer,
                                   numQueries: recipe.model.actionQueries)
-        vla = InstructVLA(vlm: stage0.vlm, expert: expert, lora: recipe.loraSettings, queryIds: prompt.queryIds, seed: UInt64(recipe.train.seed))
+        vla = InstructVLA(vlm: stage0.vlm, expert: expert, lora: recipe.lora.settings, queryIds: prompt.queryIds, seed: UInt64(recipe.train.seed))
         vla.adapters.training = true
-        motion = recipe.languageMotion
-        proprio = try dataset.episodes.indices.map { try dataset.proprio(episode: $0) }
+        imageTokens = ImageTokenCache(vlm: vla.vlm)
+        motion = try MotionPhrases(recipe.languageMotion, dataset: dataset)
         frameOffsets = dataset.episodes.reduce(into: [0]) { $0.append($0.last! + $1.length) }
-        rng = RNG(seed: UInt64(recipe.train.seed) &+ 7)
         // The tokenizer and stage-0 recipe travel with the run, so it can be served and exported alone
         // (ActionPolicy reads them back).
         try stage0.tokenizer.write(to: run.url.appendingPathComponent("tokenizer.json"))
@@ -149,40 +142,23 @@ public final class ActionPretrainingTask: TrainingTask {
         try writeAtomically(run.url.appendingPathComponent("observation.json")) { try $0.write(observationJSON) }
     }
 
-    /// The motion phrase of `step` of `episode` (the change over the next `window` steps).
-    func motionPhrase(episode: Int, step: Int) -> String {
-        let d = loader.dataset.proprioDim, rows = proprio[episode]
-        let later = min(step + motion.window, rows.count / d - 1)
-        return motion.phrase(from: rows[(step * d)..<((step + 1) * d)], to: rows[(later * d)..<((later + 1) * d)])
+    /// Cache keys of the batch's frames; nil (no caching) when frames are augmented.
+    func frameKeys(_ batch: EpisodeBatch) -> [Int]? {
+        recipe.data.augment ? nil : batch.frames.map { frameOffsets[$0.episode] + $0.step }
     }
 
-    /// The frozen VLM's image tokens [B, n, C] of `pixels`, from the per-frame cache when frames are not augmented.
-    func imageTokens(_ pixels: Tensor, frames: [(episode: Int, step: Int)]) -> Tensor {
-        let vlm = vla.vlm
-        guard !recipe.data.augment else { return withoutGrad { vlm.imageTokens(pixels) } }
-        let keys = frames.map { frameOffsets[$0.episode] + $0.step }
-        let missing = keys.indices.filter { imageTokenCache[keys[$0]] == nil }
-        if !missing.isEmpty {
-            let fresh = withoutGrad { vlm.imageTokens(gatherRows(pixels.reshaped([pixels.shape[0], -1]), missing).reshaped([-1] + Array(pixels.shape.dropFirst()))) }
-            let size = fresh.count / missing.count, values = fresh.toArray()
-            for (k, i) in missing.enumerated() { imageTokenCache[keys[i]] = Array(values[(k * size)..<((k + 1) * size)]) }
-        }
-        let c = vlm.languageModel.config.hiddenSize
-        return Tensor(keys.flatMap { imageTokenCache[$0]! }, shape: [keys.count, vlm.tokensPerImage, c])
-    }
-
-    func inputs(_ batch: EpisodeBatch, motionFraction: Double, rng: inout RNG) -> ActionInputs {
+    func inputs(_ batch: EpisodeBatch, motionFraction: Double, rngs: inout [RNG]) -> ActionInputs {
         let b = batch.instructions.count
         let examples = (0..<b).map { i in
-            let withMotion = Double(rng.uniform()) < motionFraction
-            let phrase = withMotion ? motionPhrase(episode: batch.frames[i].episode, step: batch.frames[i].step) : nil
+            let withMotion = Double(rngs[i].uniform()) < motionFraction
+            let phrase = withMotion ? motion.phrase(episode: batch.frames[i].episode, step: batch.frames[i].step) : nil
             return example(instruction: batch.instructions[i], motion: phrase)
         }
         let length = examples.map(\.ids.count).max()!
         let padded = examples.map { ChatTemplate.padded($0, to: length, tokenizer: prompt.tokenizer) }
         let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
         return ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
-                            imageTokens: imageTokens(pixels, frames: batch.frames), pixels: pixels,
+                            imageTokens: imageTokens(pixels, keys: frameKeys(batch)), pixels: pixels,
                             proprio: recipe.model.useProprio ? batch.proprio : nil)
     }
 
@@ -201,9 +177,12 @@ public final class ActionPretrainingTask: TrainingTask {
     public func trainingLoss() throws -> MicroBatch {
         let batch = try loader.next()
         let started = Date()
-        let inputs = inputs(batch, motionFraction: recipe.motion.fraction, rng: &rng)
+        // A sample's prompt choice, flow time and noise follow from its place in the data stream, so a
+        // data-parallel job draws exactly what one process would.
+        var rngs = batch.positions.map { sampleRNG(seed: UInt64(recipe.train.seed) &+ 7, position: $0) }
+        let inputs = inputs(batch, motionFraction: recipe.motion.fraction, rngs: &rngs)
         let dataSeconds = batch.waitSeconds + Date().timeIntervalSince(started)
-        let loss = vla.loss(inputs, actions: batch.actions, rng: &rng)
+        let loss = vla.loss(inputs, actions: batch.actions, sampleRNGs: rngs)
         return MicroBatch(loss: loss.total, samples: inputs.batch, dataSeconds: dataSeconds,
                           metrics: ["flow_loss": Double(loss.flow.item()), "lm_loss": Double(loss.language.item())])
     }
@@ -212,13 +191,11 @@ public final class ActionPretrainingTask: TrainingTask {
 
     public func save(into state: inout TrainerState) {
         loader.save(into: &state)
-        state.setRNG("stage1", rng)
         state.setRNG("lora_dropout", vla.adapters.rng)
     }
 
     public func restore(from state: TrainerState) throws {
         try loader.restore(from: state)
-        rng = try state.rng("stage1")
         vla.adapters.rng = try state.rng("lora_dropout")
     }
 }

@@ -1,5 +1,6 @@
 import Autograd
 import Checkpoint
+import Episodes
 import Foundation
 import Models
 
@@ -47,10 +48,11 @@ public final class SequenceLMTask: TrainingTask {
     public let recipe: SequenceLMRecipe
     let lm: CausalLM
     var dataRNG: RNG
+    let shard: DataShard
     public var model: Module { lm }
 
-    public init(_ recipe: SequenceLMRecipe) {
-        self.recipe = recipe
+    public init(_ recipe: SequenceLMRecipe, shard: DataShard = .whole) {
+        (self.recipe, self.shard) = (recipe, shard)
         let m = recipe.model
         var rng = RNG(seed: UInt64(recipe.train.seed))
         lm = CausalLM(vocabSize: m.vocabSize, numLayers: m.numLayers,
@@ -59,11 +61,12 @@ public final class SequenceLMTask: TrainingTask {
         dataRNG = rng.split()
     }
 
-    func batch(_ rng: inout RNG, size: Int) -> (ids: [Int32], targets: [Int32]) {
+    /// `size` sequences of the stream `rng`; with a shard, this rank's block of `size` out of the next `shard.count × size`.
+    func batch(_ rng: inout RNG, size: Int, shard: DataShard = .whole) -> (ids: [Int32], targets: [Int32]) {
         let (v, length) = (recipe.model.vocabSize, recipe.data.sequenceLength)
+        let draws = shard.take(size) { (start: Int(rng.next() % UInt64(v)), stride: 1 + Int(rng.next() % UInt64(recipe.data.maxStride))) }
         var ids: [Int32] = [], targets: [Int32] = []
-        for _ in 0..<size {
-            let start = Int(rng.next() % UInt64(v)), k = 1 + Int(rng.next() % UInt64(recipe.data.maxStride))
+        for (start, k) in draws {
             let seq = (0...length).map { Int32((start + $0 * k) % v) }
             ids += seq.prefix(length)
             targets += seq.dropFirst().enumerated().map { $0.offset == 0 ? -100 : $0.element }  // stride unknown yet
@@ -77,7 +80,7 @@ public final class SequenceLMTask: TrainingTask {
 
     public func trainingLoss() throws -> MicroBatch {
         let started = Date()
-        let (ids, targets) = batch(&dataRNG, size: recipe.train.batchSize)
+        let (ids, targets) = batch(&dataRNG, size: recipe.train.batchSize, shard: shard)
         let dataSeconds = Date().timeIntervalSince(started)
         return MicroBatch(loss: loss(ids, targets, size: recipe.train.batchSize), samples: recipe.train.batchSize, dataSeconds: dataSeconds)
     }

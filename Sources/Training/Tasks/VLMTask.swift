@@ -100,12 +100,13 @@ public final class VLMTask: TrainingTask {
     let train: VQADataset
     let test: VQADataset
     var sampler: EpisodeSampler
+    let shard: DataShard
     public var model: Module { vlm }
 
     /// Opens the data and the tokenizer: the run folder's tokenizer.json when there is one (a
     /// resumed run keeps its vocabulary), else one trained on the training text and saved there.
-    public init(_ recipe: VLMRecipe, run: RunDirectory) throws {
-        self.recipe = recipe
+    public init(_ recipe: VLMRecipe, run: RunDirectory, shard: DataShard = .whole) throws {
+        (self.recipe, self.shard) = (recipe, shard)
         let files = try EpisodeDataSection.expand(recipe.data.files, key: "data.files")
         train = try VQADataset(files: files, split: recipe.data.trainSplit)
         test = try VQADataset(files: files, split: recipe.data.testSplit)
@@ -159,7 +160,7 @@ public final class VLMTask: TrainingTask {
 
     public func trainingLoss() throws -> MicroBatch {
         let started = Date()
-        let indices = (0..<recipe.train.batchSize).map { _ in sampler.next().step }
+        let indices = shard.take(recipe.train.batchSize) { sampler.next().step }
         let b = try batch(train, indices)
         let dataSeconds = Date().timeIntervalSince(started)
         return MicroBatch(loss: loss(b, count: indices.count), samples: indices.count, dataSeconds: dataSeconds)

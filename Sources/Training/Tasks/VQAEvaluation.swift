@@ -1,16 +1,43 @@
 import Autograd
 import Checkpoint
+import Episodes
 import Foundation
+import Models
 
-/// `vla eval --vqa`: rebuilds a `vlm` run from its folder (resolved recipe, tokenizer, newest
-/// checkpoint) and scores greedy answers by exact match.
+/// `vla eval --vqa`: exact-match accuracy of greedy answers on a held-out VQA split, per question
+/// type. A `vlm` run is rebuilt from its folder; a stage-1 or stage-2 run (or bundle) answers with
+/// its adapters and router on, on the stage-0 recipe's VQA data, so multimodal retention is one
+/// command per stage.
 public enum VQAEvaluation {
     public static func run(runFolder: URL, split: String, limit: Int?) throws -> VQAScore {
-        let recipe = try RecipeValidator.read(runFolder.appendingPathComponent("recipe.yaml"), as: VLMRecipe.self, hint: "not a run folder?")
+        let recipeURL = runFolder.appendingPathComponent("recipe.yaml")
+        guard case .map(let top) = try RecipeLoader.load(recipeURL), case .string(let task)? = top["task"] else {
+            throw RecipeError("\(recipeURL.path): missing 'task:' (not a run folder?)")
+        }
+        if task == "pretrain-action" || task == "instruct-tune" { return try policy(runFolder: runFolder, split: split, limit: limit) }
+        let recipe = try RecipeValidator.read(recipeURL, as: VLMRecipe.self, hint: "not a run folder?")
         let run = try RunDirectory(runFolder)
         guard let resume = try run.latestCheckpoint() else { throw RecipeError("\(runFolder.path): no checkpoint to evaluate") }
-        let task = try VLMTask(recipe, run: run)
-        try task.vlm.load(resume.checkpoint.model)
-        return try withoutGrad { try task.exactMatch(split: split, limit: limit) }
+        let vlmTask = try VLMTask(recipe, run: run)
+        try vlmTask.vlm.load(resume.checkpoint.model)
+        return try withoutGrad { try vlmTask.exactMatch(split: split, limit: limit) }
+    }
+
+    /// The VLA's answers (the whole model, as served) to the stage-0 data's questions.
+    static func policy(runFolder: URL, split: String, limit: Int?) throws -> VQAScore {
+        let policy = try ActionPolicy(contentsOf: runFolder)
+        let vlmRecipe = try RecipeValidator.read(runFolder.appendingPathComponent("vlm_recipe.yaml"), as: VLMRecipe.self, hint: "a stage-1/2 run folder")
+        let data = try VQADataset(files: EpisodeDataSection.expand(vlmRecipe.data.files, key: "vlm_recipe.yaml data.files"), split: split)
+        let imEnd = policy.prompt.tokenizer.id(of: ChatTemplate.imEnd)!
+        var score = VQAScore(split: split)
+        for i in 0..<min(limit ?? data.examples.count, data.examples.count) {
+            let e = data.examples[i]
+            let pixels = Tensor(try data.image(i).map { Float($0) / 255 }, shape: [1] + data.imageShape)
+            let prompt = policy.prompt.tokenized(Conversation([Conversation.Turn(user: e.question, answer: "", queries: false)]), open: true).ids
+            let answer = policy.vla.generate(prompt: prompt, imageTokens: withoutGrad { policy.vla.vlm.imageTokens(pixels) }, maxNewTokens: 8, stop: [imEnd])
+            let text = policy.prompt.tokenizer.decode(answer.filter { $0 != imEnd }).trimmingCharacters(in: .whitespacesAndNewlines)
+            score.add(type: e.type, correct: text == e.answer)
+        }
+        return score
     }
 }

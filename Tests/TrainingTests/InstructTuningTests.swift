@@ -1,0 +1,245 @@
+import Autograd
+import Checkpoint
+import Episodes
+import Foundation
+import Models
+import TestSupport
+import XCTest
+@testable import Training
+
+/// Stage 2 end to end on tiny Meta-World and Meta-World-Instruct demonstrations with VLA-IT
+/// annotations, from a tiny stage-0 VLM and stage-1 run trained here.
+final class InstructTuningTests: XCTestCase {
+    struct Fixture {
+        let dir: URL
+        let stage1: URL
+        let demos: URL
+        let shapes: URL
+    }
+
+    static let fixture: Result<Fixture, Error> = Result {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-stage2-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let demos = dir.appendingPathComponent("demos"), shapes = dir.appendingPathComponent("shapes.hdf5")
+        try TinyFixtures.demonstrations("drawer-close-v3", perTask: 2, into: demos)
+        try TinyFixtures.demonstrations("instruct-place-v3", perTask: 3, into: demos)
+        try PythonReference.runScript("Datasets/metaworld/annotate.py", arguments: [demos.path])
+        try TinyFixtures.shapes(into: shapes)
+        let vlmRecipe = dir.appendingPathComponent("vlm.yaml"), vlmRun = dir.appendingPathComponent("vlm")
+        try TinyFixtures.vlmRecipe(shapes: shapes).write(to: vlmRecipe, atomically: true, encoding: .utf8)
+        let vlm = try RunSetup.prepare(VLMRecipe.self, recipe: vlmRecipe, overrides: [], runDirectory: vlmRun, mode: .automatic)
+        _ = try Trainer(train: vlm.recipe.train, task: try VLMTask(vlm.recipe, run: vlm.run), run: vlm.run, lock: vlm.lock, log: { _ in }).run()
+        let stage1Recipe = dir.appendingPathComponent("stage1.yaml"), stage1Run = dir.appendingPathComponent("stage1")
+        try """
+        task: pretrain-action
+        model: {vlm: '\(vlmRun.path)', action_queries: 4, hidden_size: 16, num_layers: 1, num_heads: 2, intermediate_size: 32,
+                vision_patch_size: 8, vision_hidden_size: 8, vision_layers: 1, vision_heads: 2, vision_intermediate_size: 16,
+                vision_stem_channels: 4}
+        lora: {rank: 2}
+        data: {files: ['\(demos.path)/*-v3.hdf5'], horizon: 4}
+        train: {steps: 4, batch_size: 4, learning_rate: 1.0e-2, save_every: 4, log_every: 1}
+        """.write(to: stage1Recipe, atomically: true, encoding: .utf8)
+        let stage1 = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: stage1Recipe, overrides: [], runDirectory: stage1Run, mode: .automatic)
+        _ = try Trainer(train: stage1.recipe.train, task: try ActionPretrainingTask(stage1.recipe, run: stage1.run), run: stage1.run,
+                        lock: stage1.lock, log: { _ in }).run()
+        return Fixture(dir: dir, stage1: stage1Run, demos: demos, shapes: shapes)
+    }
+
+    /// A stage-2 recipe over the fixture; `fullFinetune` makes it the ablation (the whole LM trains).
+    func recipe(_ name: String, steps: Int = 6, fullFinetune: Bool = false) throws -> URL {
+        let f = try Self.fixture.get()
+        let url = f.dir.appendingPathComponent("\(name).yaml")
+        try """
+        task: instruct-tune
+        model: {stage1: '\(f.stage1.path)', full_finetune: \(fullFinetune)}
+        lora: {rank: 2, dropout: 0.1}
+        router: {width: 8, depth: 3, dropout: 0.1}
+        multimodal: {files: ['\(f.shapes.path)'], batch_size: 2}
+        inference: {think_every: 3, max_response_tokens: 12}
+        data: {files: ['\(f.demos.path)/*-v3.hdf5'], horizon: 4}
+        train: {steps: \(steps), batch_size: 4, learning_rate: 1.0e-2, save_every: 3, log_every: 1\(fullFinetune ? ", trainable: ['vlm.language_model.*']" : "")}
+        """.write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    func train(_ recipe: URL, in folder: URL, stopAt: Int? = nil, before: ((InstructTuningTask) -> Void)? = nil) throws -> (InstructTuningTask, [(step: Int, values: [String: Double])]) {
+        let prepared = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: [], runDirectory: folder, mode: .automatic)
+        let task = try InstructTuningTask(prepared.recipe, run: prepared.run)
+        before?(task)
+        let trainer = Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock, log: { _ in })
+        if let stopAt { trainer.addEvaluationHook(every: stopAt, name: "stop") { _ in raise(SIGTERM); return [:] } }
+        _ = try trainer.run()
+        return (task, try MetricsLog.read(folder.appendingPathComponent("metrics.jsonl")))
+    }
+
+    /// The VLM base and the action expert do not move by a bit; the language LoRA (from B = 0), the
+    /// action LoRA, the router and only the query rows do; the router and multimodal steps are
+    /// logged; and a run stopped halfway resumes to exactly the uninterrupted run.
+    func testFrozenPartsStayBitForBitAdaptersAndRouterTrainAndResumeIsExact() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2run-\(UUID().uuidString.prefix(8))")
+        let url = try recipe("stage2")
+        var initial: [String: [Float]] = [:]
+        let (task, records) = try train(url, in: root.appendingPathComponent("straight")) { task in
+            for (name, p) in task.vla.namedParameters() { initial[name] = p.toArray() }
+        }
+        let queryRows = Set(task.stage1.prompt.queryIds.map(Int.init))
+        var moved: Set<String> = []
+        for (name, p) in task.vla.namedParameters() {
+            let now = p.toArray(), before = initial[name]!
+            if name.hasSuffix("embed_tokens.weight") {
+                let c = p.shape[1]
+                for row in 0..<p.shape[0] {
+                    let range = (row * c)..<((row + 1) * c)
+                    let same = Array(now[range]) == Array(before[range])
+                    XCTAssertEqual(same, !queryRows.contains(row), "\(name) row \(row)")
+                }
+            } else if name.hasPrefix("action_model.") || (name.hasPrefix("vlm.") && !name.contains(".lora_")) {
+                XCTAssertEqual(now, before, "\(name) is frozen but changed")
+            } else if now != before {
+                moved.insert(name)
+            }
+        }
+        XCTAssertTrue(moved.contains("vlm.language_model.model.layers.0.self_attn.q_proj.lora_B.language.weight"), "the language LoRA trains from B = 0")
+        XCTAssertTrue(moved.contains("vlm.language_model.model.layers.0.mlp.down_proj.lora_A.action.weight"), "the action LoRA trains")
+        XCTAssertTrue(moved.contains { $0.hasPrefix("scale_head.") }, "the router trains")
+        XCTAssertEqual(initial["vlm.language_model.model.layers.0.self_attn.q_proj.lora_B.language.weight"]!.allSatisfy { $0 == 0 }, true)
+
+        let losses: [Double] = records.compactMap { $0.values["loss"] }
+        XCTAssertEqual(losses.count, 6)
+        XCTAssertTrue(losses.allSatisfy(\.isFinite))
+        let last = records.last { $0.values["loss"] != nil }!.values
+        for role in ["template", "image", "instruction", "query"] {
+            let (language, action) = (last["router/\(role)/language"], last["router/\(role)/action"])
+            XCTAssertNotNil(language, "router/\(role)/language logged")
+            XCTAssertEqual((language ?? 0) + (action ?? 0), 1, accuracy: 1e-5, "λ of \(role) tokens sums to 1")
+        }
+        XCTAssertNotNil(last["aux/loss"], "the multimodal batch's loss is logged")
+        XCTAssertEqual(["plain", "motion", "dialogue", "context", "rewriting"].compactMap { last["mix/\($0)"] }.reduce(0, +), 1, accuracy: 1e-9)
+
+        _ = try train(url, in: root.appendingPathComponent("resumed"), stopAt: 3)
+        let (_, resumed) = try train(url, in: root.appendingPathComponent("resumed"))
+        XCTAssertEqual(resumed.compactMap { $0.values["loss"] } as [Double], losses, "resumed run must repeat the uninterrupted one")
+    }
+
+    /// Over many draws the text kinds follow the recipe's mix; samples without annotations fall back
+    /// to the plain command.
+    func testInstructMixFollowsTheRecipeAndFallsBack() throws {
+        let tokenizer = try BPETokenizer.train(corpus: ["What action should the robot take to close the drawer?"], vocabularySize: 300,
+                                               specialTokens: ChatTemplate.specialTokens(actionQueries: 2))
+        let prompt = try ActionPrompt(template: ChatTemplate(imageTokens: 2), tokenizer: tokenizer, numQueries: 2)
+        let mix = InstructMix(mix: InstructTuningRecipe.Mix(), prompt: prompt)
+        let annotations = [Annotation(category: .caption, question: "Describe the scene.", response: "A drawer."),
+                           Annotation(category: .qa, question: "Is the drawer open?", response: "yes", type: "state_start"),
+                           Annotation(category: .contextCreation, instruction: "The room is messy.", response: "Close the drawer."),
+                           Annotation(category: .commandRewriting, instruction: "shut it", response: "Close the drawer.")]
+        var rng = RNG(seed: 3)
+        var counts: [InstructMix.Kind: Int] = [:]
+        let n = 4000
+        for _ in 0..<n {
+            let (conversation, kind) = mix.conversation(instruction: "close the drawer", annotations: annotations, motion: { "move left" }, rng: &rng)
+            counts[kind, default: 0] += 1
+            switch kind {
+            case .dialogue: XCTAssertEqual(conversation.turns.count, 2)
+            case .context, .rewriting: XCTAssertTrue(conversation.turns[0].user.hasSuffix("First answer my question."))
+            case .motion: XCTAssertEqual(conversation.turns[0].answer, "move left")
+            case .plain: XCTAssertEqual(conversation.turns[0].answer, "")
+            }
+        }
+        func share(_ k: InstructMix.Kind) -> Double { Double(counts[k] ?? 0) / Double(n) }
+        XCTAssertEqual(share(.plain) + share(.motion), 0.4, accuracy: 0.03)
+        XCTAssertEqual(share(.motion) / (share(.plain) + share(.motion)), 0.2, accuracy: 0.04)
+        for k in [InstructMix.Kind.dialogue, .context, .rewriting] { XCTAssertEqual(share(k), 0.2, accuracy: 0.03, "\(k)") }
+        for _ in 0..<200 {
+            let (_, kind) = mix.conversation(instruction: "close the drawer", annotations: [], motion: { "move left" }, rng: &rng)
+            XCTAssertTrue(kind == .plain || kind == .motion)
+        }
+    }
+
+    /// Generation with the two KV caches (base pass for the router, adapted pass) picks exactly the
+    /// tokens a full recompute of the routed model picks at every step.
+    func testCachedRoutedGenerationMatchesFullRecompute() throws {
+        let (task, _) = try train(try recipe("stage2-gen", steps: 3), in: FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2gen-\(UUID().uuidString.prefix(8))"))
+        let vla = task.vla
+        vla.adapters.training = false
+        let prompt = task.stage1.prompt
+        // Make the language adapter matter, so routing changes the answer.
+        for (name, p) in vla.namedParameters() where name.contains("lora_B.language") {
+            for i in 0..<p.count { p.pointer[i] = Float((i * 7) % 11) * 0.05 - 0.25 }
+        }
+        let open = prompt.tokenized(Conversation([prompt.actionTurn("put the apple on the plate", ActionPrompt.Suffix.think)]), open: true).ids
+        let data = task.loader.dataset
+        let frame = try data.sample(episode: data.episodes.count - 1, step: 0, horizon: 1)
+        let side = task.stage1.imageSize
+        let pixels = Tensor(frame.images[0].map { Float($0) / 255 }, shape: [1, side, side, 3])
+        let imageTokens = withoutGrad { vla.vlm.imageTokens(pixels) }
+        let cached = vla.generate(prompt: open, imageTokens: imageTokens, maxNewTokens: 8, stop: [])
+        var ids = open, recomputed: [Int32] = []
+        for _ in 0..<8 {
+            let h = withoutGrad { vla.hiddenStates(ids: ids, batch: 1, length: ids.count, imageTokens: imageTokens) }
+            let logits = vla.vlm.languageModel.logits(h.slice(axis: 1, (ids.count - 1)..<ids.count)).toArray()
+            let next = Int32(logits.indices.max { logits[$0] < logits[$1] }!)
+            recomputed.append(next)
+            ids.append(next)
+        }
+        XCTAssertEqual(cached, recomputed)
+    }
+
+    /// The export bundle keeps the adapters and the router and reproduces the run: the same response
+    /// and the same actions for the same observation and noise seed; the schema says how it thinks.
+    func testExportedBundleRespondsAndActsExactlyLikeTheRun() throws {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2exp-\(UUID().uuidString.prefix(8))")
+        _ = try train(try recipe("stage2-export", steps: 3), in: run)
+        let policy = try ActionPolicy(contentsOf: run)
+        XCTAssertEqual(policy.stage, "instruct-tune")
+        XCTAssertTrue(policy.thinksByDefault)
+        let bundle = run.deletingLastPathComponent().appendingPathComponent(run.lastPathComponent + "-bundle")
+        try policy.export(from: run, to: bundle)
+        let exported = try ActionPolicy(contentsOf: bundle)
+        XCTAssertNotNil(exported.vla.scaleHead)
+        let data = try EpisodeDataset(files: [try Self.fixture.get().demos.appendingPathComponent("instruct-place-v3.hdf5").path],
+                                      layout: EpisodeDataSection().episodeLayout)
+        let sample = try data.sample(episode: 0, step: 5, horizon: 1)
+        let instruction = "I want a healthy snack. Put it on the plate."
+        let (a, b) = (try policy.respond(image: sample.images[0], instruction: instruction),
+                      try exported.respond(image: sample.images[0], instruction: instruction))
+        XCTAssertEqual(a.ids, b.ids)
+        var (r1, r2) = (RNG(seed: 5), RNG(seed: 5))
+        XCTAssertEqual(try policy.act(image: sample.images[0], proprio: sample.proprio, instruction: instruction, response: a.ids, rng: &r1),
+                       try exported.act(image: sample.images[0], proprio: sample.proprio, instruction: instruction, response: b.ids, rng: &r2))
+        let schema = try JSONSerialization.jsonObject(with: Data(contentsOf: bundle.appendingPathComponent("schema.json"))) as! [String: Any]
+        XCTAssertEqual(schema["stage"] as? String, "instruct-tune")
+        XCTAssertEqual(schema["adapters"] as? [String], ["language", "action"])
+    }
+
+    /// Responses are generated on the first request, every `every` requests after, and at once for
+    /// a new instruction; in between the same response is reused with its age.
+    func testThoughtCacheRegeneratesOnScheduleAndOnANewInstruction() {
+        var cache = ThoughtCache(every: 3)
+        var generated = 0
+        func ask(_ instruction: String) -> ThoughtCache.Thought {
+            cache.thought(for: instruction) { generated += 1; return ([Int32(generated)], "r\(generated)") }
+        }
+        XCTAssertEqual((0..<7).map { _ in ask("a").age }, [0, 1, 2, 0, 1, 2, 0])
+        XCTAssertEqual(generated, 3)
+        XCTAssertEqual(ask("b"), ThoughtCache.Thought(ids: [4], text: "r4", age: 0))
+        XCTAssertEqual(ask("b").text, "r4")
+    }
+
+    /// The ablation: no router or language adapter; the LM's own weights train (all vocabulary rows),
+    /// the vision side and the expert stay frozen.
+    func testFullFinetuneAblationTrainsTheLanguageModel() throws {
+        let url = try recipe("stage2-full", steps: 2, fullFinetune: true)
+        var initial: [String: [Float]] = [:]
+        let (task, _) = try train(url, in: FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2full-\(UUID().uuidString.prefix(8))")) { task in
+            for (name, p) in task.vla.namedParameters() { initial[name] = p.toArray() }
+        }
+        XCTAssertNil(task.vla.scaleHead)
+        for (name, p) in task.vla.namedParameters() {
+            let changed = p.toArray() != initial[name]!
+            if name == "vlm.language_model.model.layers.0.mlp.gate_proj.weight" { XCTAssertTrue(changed, "the LM base trains in the ablation") }
+            if name.hasPrefix("vlm.vision_model.") || name.hasPrefix("vlm.mlp1.") || name.hasPrefix("action_model.") {
+                XCTAssertFalse(changed, "\(name) must stay frozen")
+            }
+        }
+    }
+}
