@@ -19,6 +19,8 @@ public struct ActionExpertConfig: Sendable, Equatable {
     /// Merge 2×2 neighbouring patches into one token (pixel shuffle) before the backbone: finer
     /// patches for small objects at the backbone's sequence length.
     public var mergePatches = false
+    /// Keypoints of a spatial-softmax token read from the vision features (0: none).
+    public var keypoints = 0
 
     public init(backbone: TransformerConfig, numLayers: Int, vision: VisionConfig, latentSize: Int, numQueries: Int,
                 proprioDim: Int, actionDim: Int, horizon: Int) {
@@ -48,6 +50,34 @@ public final class FiLM: Module {
     func callAsFunction(_ condition: Tensor) -> (scale: Tensor, shift: Tensor) {
         let b = condition.shape[0]
         return (scale(condition).reshaped([b, 1, -1]), shift(condition).reshaped([b, 1, -1]))
+    }
+}
+
+/// Spatial softmax (Levine et al. 2016, "End-to-end training of deep visuomotor policies"): each
+/// of K keypoints is the softmax-weighted mean (x, y) of the patch grid under its own logit map
+/// over the vision features; the 2K coordinates become one context token. It hands the backbone
+/// object coordinates explicitly, which attention over a from-scratch ViT's patches did not learn
+/// to do (the expert acted the same for every layout of a task).
+public final class SpatialSoftmax: Module {
+    public let keypoints: Linear
+    public let projector: MLPProjector
+    /// Patch centres [2, N] in [-1, 1], row-major: row 0 the x (column), row 1 the y (row) of patch n.
+    /// Plain floats: a Tensor property would be taken for a parameter.
+    let grid: [Float]
+
+    init(features: Int, keypoints k: Int, gridSize g: Int, width: Int, rng: inout RNG) {
+        keypoints = Linear(features, k, rng: &rng)
+        projector = MLPProjector(2 * k, width, rng: &rng)
+        let centre = { (i: Int) in g == 1 ? Float(0) : Float(2 * i) / Float(g - 1) - 1 }
+        grid = (0..<(g * g)).map { centre($0 % g) } + (0..<(g * g)).map { centre($0 / g) }
+    }
+
+    /// Features [B, N, D] of an N = g² patch grid (row-major) → one token [B, 1, width].
+    func callAsFunction(_ features: Tensor) -> Tensor {
+        let b = features.shape[0]
+        let weights = softmax(keypoints(features).transposed(1, 2), axis: -1)  // [B, K, N]: where each keypoint looks
+        let coordinates = linear(weights, weight: Tensor(grid, shape: [2, grid.count / 2]))  // [B, K, 2]: expected (x, y)
+        return projector(coordinates.reshaped([b, -1])).reshaped([b, 1, -1])
     }
 }
 
@@ -92,6 +122,7 @@ public final class ActionExpert: Module {
     public let visionProjector: MLPProjector
     public let latentProjector: MLPProjector
     public let proprioProjector: MLPProjector?
+    public let spatialSoftmax: SpatialSoftmax?
     public let actionEncoder: ActionEncoder
     public let layers: [TransformerBlock]
     public let norm: RMSNorm
@@ -105,6 +136,9 @@ public final class ActionExpert: Module {
         visionProjector = MLPProjector(config.vision.hiddenSize * (config.mergePatches ? 4 : 1), d, rng: &rng)
         latentProjector = MLPProjector(config.latentSize, d, rng: &rng)
         proprioProjector = config.proprioDim > 0 ? MLPProjector(config.proprioDim, d, rng: &rng) : nil
+        spatialSoftmax = config.keypoints > 0
+            ? SpatialSoftmax(features: config.vision.hiddenSize, keypoints: config.keypoints, gridSize: config.vision.gridSize, width: d, rng: &rng)
+            : nil
         actionEncoder = ActionEncoder(actionDim: config.actionDim, width: d, rng: &rng)
         layers = (0..<config.numLayers).map { _ in TransformerBlock(config.backbone, rng: &rng) }
         norm = RMSNorm(d, eps: config.backbone.rmsNormEps)
@@ -115,7 +149,8 @@ public final class ActionExpert: Module {
 
     /// Token group of each position, for the block-causal mask.
     var groups: [Int] {
-        Array(repeating: 0, count: config.vision.numPatches / (config.mergePatches ? 4 : 1)) + Array(repeating: 1, count: config.numQueries + (config.proprioDim > 0 ? 1 : 0))
+        Array(repeating: 0, count: config.vision.numPatches / (config.mergePatches ? 4 : 1))
+            + Array(repeating: 1, count: config.numQueries + (config.proprioDim > 0 ? 1 : 0) + (config.keypoints > 0 ? 1 : 0))
             + Array(repeating: 2, count: config.horizon)
     }
 
@@ -138,6 +173,7 @@ public final class ActionExpert: Module {
             guard let proprio else { preconditionFailure("ActionExpert: configured with proprio but none given") }
             tokens.append(proprioProjector(proprio).reshaped([b, 1, -1]))
         }
+        if let spatialSoftmax { tokens.append(spatialSoftmax(features)) }
         return concat(tokens, axis: 1)
     }
 

@@ -10,7 +10,7 @@ final class InstructVLATests: XCTestCase {
     static let imageToken: Int32 = 2, queries: [Int32] = [3, 4]
 
     /// A VLM and expert small enough for finite differences over their weights.
-    func tinyModel(tieEmbeddings: Bool = true, mergePatches: Bool = false, stemChannels: Int = 0) -> InstructVLA {
+    func tinyModel(tieEmbeddings: Bool = true, mergePatches: Bool = false, stemChannels: Int = 0, keypoints: Int = 0) -> InstructVLA {
         var rng = RNG(seed: 1)
         let vlm = VisionLanguageModel(vision: VisionConfig(imageSize: 16, patchSize: 4, hiddenSize: 8, numLayers: 1, numHeads: 2, intermediateSize: 16),
                                       language: TransformerConfig(hiddenSize: 8, numHeads: 2, numKeyValueHeads: 1, intermediateSize: 16),
@@ -21,6 +21,7 @@ final class InstructVLATests: XCTestCase {
             latentSize: 8, numQueries: 2, proprioDim: 3, actionDim: 2, horizon: 3)
         expert.mergePatches = mergePatches
         expert.vision.stemChannels = stemChannels
+        expert.keypoints = keypoints
         return InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 2, alpha: 4, dropout: 0), queryIds: Self.queries, seed: 2)
     }
 
@@ -103,6 +104,31 @@ final class InstructVLATests: XCTestCase {
         let inputs = inputs(vla)
         let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
         assertGradients([stem.convs[0].weight, stem.convs[2].bias!, stem.norms[1].weight, vla.actionModel.vision.embeddings.patchEmbedding.weight],
+                        eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
+            var rng = RNG(seed: 6)
+            return vla.loss(inputs, actions: actions, rng: &rng).total
+        }
+    }
+
+    /// The spatial-softmax token: keypoint coordinates are softmax-weighted patch centres, and
+    /// gradients reach the keypoint maps through them and the vision encoder.
+    func testSpatialSoftmaxKeypointsAndGradients() {
+        var rng = RNG(seed: 4)
+        let spatial = SpatialSoftmax(features: 3, keypoints: 2, gridSize: 2, width: 4, rng: &rng)
+        // All logit weight on feature 0, which is large at patch 3 only (bottom right): both keypoints go to (1, 1).
+        for i in 0..<spatial.keypoints.weight.count { spatial.keypoints.weight.pointer[i] = i % 3 == 0 ? 40 : 0 }
+        for i in 0..<spatial.keypoints.bias!.count { spatial.keypoints.bias!.pointer[i] = 0 }
+        let features = Tensor([0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0], shape: [1, 4, 3])
+        let weights = softmax(spatial.keypoints(features).transposed(1, 2), axis: -1)
+        let xy = linear(weights, weight: Tensor(spatial.grid, shape: [2, 4])).toArray()
+        for v in xy { XCTAssertEqual(v, 1, accuracy: 1e-4) }
+
+        let vla = tinyModel(keypoints: 3)
+        XCTAssertEqual(vla.actionModel.groups.filter { $0 == 1 }.count, 2 + 1 + 1, "latents, proprio and the keypoint token")
+        let inputs = inputs(vla)
+        let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
+        let expert = vla.actionModel
+        assertGradients([expert.spatialSoftmax!.keypoints.weight, expert.spatialSoftmax!.projector.fc1.weight, expert.vision.postLayernorm.bias],
                         eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
             var rng = RNG(seed: 6)
             return vla.loss(inputs, actions: actions, rng: &rng).total

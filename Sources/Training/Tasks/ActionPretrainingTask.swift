@@ -28,6 +28,9 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         /// First width of a convolutional stem (3×3 stride-2 convolutions, doubling) in place of the
         /// ViT's patchify layer; 0 for plain patches. Needs a power-of-two patch size.
         public var visionStemChannels = 0
+        /// Keypoints of a spatial-softmax token (object coordinates read from the expert's vision
+        /// features, Levine et al. 2016) in the expert's context; 0 for none.
+        public var visionKeypoints = 0
         /// A proprio token (end-effector position and gripper) in the expert's input.
         public var useProprio = true
     }
@@ -63,6 +66,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         try train.validate()
         try data.validate()
         guard !model.vlm.isEmpty else { throw RecipeError("model.vlm: give the stage-0 run folder (e.g. Checkpoints/tiny/vlm)") }
+        guard model.visionKeypoints >= 0 else { throw RecipeError("model.vision_keypoints: >= 0 (0: no spatial-softmax token)") }
         guard model.actionQueries >= 1 else { throw RecipeError("model.action_queries: at least 1") }
         guard model.hiddenSize % model.numHeads == 0, model.visionHiddenSize % model.visionHeads == 0 else {
             throw RecipeError("model: hidden_size must divide by num_heads, vision_hidden_size by vision_heads")
@@ -91,6 +95,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
                                         numQueries: model.actionQueries, proprioDim: model.useProprio ? proprioDim : 0,
                                         actionDim: actionDim, horizon: data.horizon)
         config.mergePatches = model.visionMergePatches
+        config.keypoints = model.visionKeypoints
         return config
     }
 }
