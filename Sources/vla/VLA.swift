@@ -9,7 +9,7 @@ struct VLA: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vla",
         abstract: "InstructVLA-Swift utilities: train a recipe, serve, run or export a policy, plot a run, inspect a checkpoint.",
-        subcommands: [Train.self, Serve.self, Act.self, Export.self, Eval.self, Plot.self, Stats.self, Inspect.self])
+        subcommands: [Train.self, Serve.self, Act.self, Probe.self, Export.self, Eval.self, Plot.self, Stats.self, Inspect.self])
 }
 
 /// Prints `error: …` and exits with `code`, instead of a stack trace.

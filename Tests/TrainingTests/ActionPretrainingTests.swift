@@ -71,6 +71,42 @@ final class ActionPretrainingTests: XCTestCase {
         XCTAssertEqual(try train(in: interrupted).1, straight, "same losses step for step after a resume")
     }
 
+    /// `vla probe`: the errors are those of the noise-free chunks of the right frames, the swap uses
+    /// another episode's image, and the spread is the recorded chunks' own.
+    func testImageSensitivityProbeMeasuresTheRightFrames() throws {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1probe-\(UUID().uuidString.prefix(8))")
+        _ = try train(in: run)
+        let policy = try ActionPolicy(contentsOf: run)
+        let file = try Self.fixture.get().demos.appendingPathComponent("push-v3.hdf5").path
+        let probe = try ImageSensitivity.probe(policy, file: file, step: 2, episodes: 3)
+        let data = try EpisodeDataset(files: [file], layout: .metaworld)
+        let frames = try (0..<3).map { try data.sample(episode: $0, step: 2, horizon: policy.horizon) }
+        let own = try frames.map { try policy.meanAction(image: $0.images[0], proprio: $0.proprio, instruction: $0.instruction) }
+        XCTAssertEqual(own[0], try policy.meanAction(image: frames[0].images[0], proprio: frames[0].proprio, instruction: frames[0].instruction),
+                       "the noise-free chunk is deterministic")
+        let swapped = try (0..<3).map { i in
+            try policy.meanAction(image: frames[(i + 1) % 3].images[0], proprio: frames[i].proprio, instruction: frames[i].instruction)
+        }
+        var error = 0.0, swappedError = 0.0, change = 0.0, spread = 0.0
+        let values = Double(3 * frames[0].actions.count)
+        for i in 0..<3 {
+            for j in frames[0].actions.indices {
+                let mean = (frames[0].actions[j] + frames[1].actions[j] + frames[2].actions[j]) / 3
+                error += Double(abs(own[i][j] - frames[i].actions[j])) / values
+                swappedError += Double(abs(swapped[i][j] - frames[i].actions[j])) / values
+                change += Double(abs(own[i][j] - swapped[i][j])) / values
+                spread += Double(abs(frames[i].actions[j] - mean)) / values
+            }
+        }
+        XCTAssertEqual(probe.episodes, 3)
+        XCTAssertEqual(probe.error, error, accuracy: 1e-6)
+        XCTAssertEqual(probe.swappedError, swappedError, accuracy: 1e-6)
+        XCTAssertEqual(probe.swapChange, change, accuracy: 1e-6)
+        XCTAssertEqual(probe.spread, spread, accuracy: 1e-6)
+        XCTAssertGreaterThan(probe.spread, 0)
+        XCTAssertThrowsError(try ImageSensitivity.probe(policy, file: file, step: 0, episodes: 1))
+    }
+
     func testExportedBundleActsExactlyLikeTheRunAndRejectsTampering() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1export-\(UUID().uuidString.prefix(8))")
         let run = root.appendingPathComponent("run")

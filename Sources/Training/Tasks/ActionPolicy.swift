@@ -109,6 +109,13 @@ public final class ActionPolicy {
     /// from noise drawn from `rng`. With `response` (from `respond`), the model acts after saying it,
     /// as in stage 2's thinking mode; without, the plain command is answered by the queries.
     public func act(image: [UInt8], proprio: [Float], instruction: String, response: [Int32]? = nil, rng: inout RNG) throws -> [Float] {
+        try act(image: image, proprio: proprio, instruction: instruction, response: response,
+                noise: (0..<(horizon * actionDim)).map { _ in rng.normal() })
+    }
+
+    /// As `act(…rng:)`, with the flow started from the given noise (horizon × actionDim values).
+    public func act(image: [UInt8], proprio: [Float], instruction: String, response: [Int32]? = nil, noise: [Float]) throws -> [Float] {
+        precondition(noise.count == horizon * actionDim, "ActionPolicy.act: \(noise.count) noise values for a \(horizon)×\(actionDim) chunk")
         let (pixels, state) = try observation(image: image, proprio: proprio)
         let ids: [Int32]
         if let response {
@@ -120,8 +127,7 @@ public final class ActionPolicy {
         let inputs = ActionInputs(ids: ids, targets: Array(repeating: -100, count: ids.count), length: ids.count,
                                   imageTokens: withoutGrad { vla.vlm.imageTokens(pixels) }, pixels: pixels,
                                   proprio: recipe.model.useProprio ? state : nil)
-        let noise = Tensor((0..<(horizon * actionDim)).map { _ in rng.normal() }, shape: [1, horizon, actionDim])
-        var actions = vla.predictActions(inputs, noise: noise).toArray()
+        var actions = vla.predictActions(inputs, noise: Tensor(noise, shape: [1, horizon, actionDim])).toArray()
         NormStats.unnormalize(&actions, stats.actions)
         return actions
     }

@@ -1,0 +1,63 @@
+import Autograd
+import Episodes
+import Foundation
+import Models
+
+/// "Does the policy look at the image?" (`vla probe`): on recorded frames, the noise-free action
+/// chunk (the flow integrated from zero noise) is compared with the recorded one, with the chunk
+/// predicted when each frame's image is swapped for another episode's at the same step, and with
+/// the spread of the recorded chunks themselves. A policy that ignores the layout in the image
+/// scores about the spread, and swapping images barely changes what it does.
+public struct ImageSensitivity: Codable, Sendable, Equatable {
+    public var file: String
+    public var step: Int
+    public var episodes: Int
+    /// Mean |predicted − recorded| over every action value (environment units).
+    public var error: Double
+    /// The same with each frame's image swapped for another episode's.
+    public var swappedError: Double
+    /// Mean |predicted − predicted with the swapped image|.
+    public var swapChange: Double
+    /// Mean |recorded − mean recorded chunk|: what always predicting the average would score.
+    public var spread: Double
+
+    enum CodingKeys: String, CodingKey {
+        case file, step, episodes, error, spread
+        case swappedError = "swapped_error", swapChange = "swap_change"
+    }
+
+    /// Probes `policy` at `step` of the first `episodes` episodes of `file` (shorter episodes use
+    /// their last full chunk); images are swapped with the episode `episodes / 2` further on.
+    public static func probe(_ policy: ActionPolicy, file: String, step: Int, episodes: Int) throws -> ImageSensitivity {
+        let data = try EpisodeDataset(files: [file], layout: EpisodeDataSection().episodeLayout)
+        let n = min(episodes, data.episodes.count)
+        guard n >= 2 else { throw EpisodeError("\(file): probing needs at least 2 episodes, it has \(data.episodes.count)") }
+        let samples = try (0..<n).map { e in
+            try data.sample(episode: e, step: max(0, min(step, data.episodes[e].length - policy.horizon)), horizon: policy.horizon)
+        }
+        let shift = max(1, n / 2)
+        var own: [[Float]] = [], swapped: [[Float]] = []
+        for (i, s) in samples.enumerated() {
+            own.append(try policy.meanAction(image: s.images[0], proprio: s.proprio, instruction: s.instruction))
+            swapped.append(try policy.meanAction(image: samples[(i + shift) % n].images[0], proprio: s.proprio, instruction: s.instruction))
+        }
+        let recorded = samples.map(\.actions)
+        let average = recorded[0].indices.map { j in recorded.map { $0[j] }.reduce(0, +) / Float(n) }
+        return ImageSensitivity(file: file, step: step, episodes: n, error: meanAbsolute(own, recorded), swappedError: meanAbsolute(swapped, recorded),
+                                swapChange: meanAbsolute(own, swapped), spread: meanAbsolute(recorded, Array(repeating: average, count: n)))
+    }
+
+    static func meanAbsolute(_ a: [[Float]], _ b: [[Float]]) -> Double {
+        var total = 0.0, count = 0
+        for (x, y) in zip(a, b) { for (u, v) in zip(x, y) { total += Double(abs(u - v)); count += 1 } }
+        return total / Double(max(count, 1))
+    }
+}
+
+extension ActionPolicy {
+    /// The chunk the flow gives from zero noise (the plain command, no thinking): the policy's
+    /// central prediction, free of sampling noise.
+    public func meanAction(image: [UInt8], proprio: [Float], instruction: String) throws -> [Float] {
+        try act(image: image, proprio: proprio, instruction: instruction, noise: Array(repeating: 0, count: horizon * actionDim))
+    }
+}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import Training
+
+extension VLA {
+    struct Probe: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Does a policy look at the image? Noise-free chunks on recorded frames against the recorded ones, with each image swapped for another episode's, and the data's own spread.",
+            discussion: """
+                A policy that ignores the layout in the image scores an error near the spread, and swapping
+                images barely changes its actions (swap_change far below the spread).
+                """)
+
+        @Argument(help: "A stage-1 or stage-2 run folder or export bundle.")
+        var model: String
+
+        @Argument(help: "Episode files (HDF5) to probe, e.g. Datasets/metaworld-mt10/push-v3.hdf5.")
+        var files: [String]
+
+        @Option(help: "Steps to probe, comma-separated.")
+        var steps = "0,15"
+
+        @Option(help: "Episodes per file.")
+        var episodes = 30
+
+        @Option(name: .shortAndLong, help: "Also write the results as JSON here.")
+        var output: String?
+
+        func run() throws {
+            let stepList = steps.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !stepList.isEmpty, stepList.allSatisfy({ $0 >= 0 }) else { throw ValidationError("--steps: comma-separated steps >= 0, got '\(steps)'") }
+            guard episodes >= 2 else { throw ValidationError("--episodes: at least 2 (images are swapped between episodes)") }
+            do {
+                let policy = try ActionPolicy(contentsOf: URL(fileURLWithPath: model))
+                var results: [ImageSensitivity] = []
+                print("file".padding(toLength: 32, withPad: " ", startingAt: 0) + "  step  error  swapped_error  swap_change  spread")
+                for file in files {
+                    for step in stepList {
+                        let r = try ImageSensitivity.probe(policy, file: file, step: step, episodes: episodes)
+                        results.append(r)
+                        let name = URL(fileURLWithPath: file).lastPathComponent
+                        print(name.padding(toLength: 32, withPad: " ", startingAt: 0)
+                              + String(format: "  %4d  %.3f  %13.3f  %11.3f  %6.3f", step, r.error, r.swappedError, r.swapChange, r.spread))
+                    }
+                }
+                if let output {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    try encoder.encode(results).write(to: URL(fileURLWithPath: output), options: .atomic)
+                    print("wrote \(output)")
+                }
+            } catch {
+                fail(error)
+            }
+        }
+    }
+}
