@@ -1,3 +1,4 @@
+import Autograd
 import Foundation
 
 /// One image-question-answer example.
@@ -49,5 +50,17 @@ public final class VQADataset {
             throw EpisodeError("VQA example \(index) out of range 0..<\(examples.count)")
         }
         return try s.images.bytes(rows: (index - s.offset)..<(index - s.offset + 1))
+    }
+
+    /// The images of examples `indices` as pixels [B, H, W, 3] in [0, 1].
+    public func pixels(_ indices: [Int]) throws -> Tensor {
+        let images = Tensor.zeros([indices.count] + imageShape)
+        let size = imageShape.reduce(1, *)
+        for (k, i) in indices.enumerated() {
+            let bytes = try image(i)
+            let out = images.pointer + k * size
+            for j in 0..<size { out[j] = Float(bytes[j]) / 255 }
+        }
+        return images
     }
 }

@@ -40,9 +40,14 @@ public struct ActionPrompt {
         conversation.tokenized(template: template, tokenizer: tokenizer, queryIds: queryIds, withImage: true, open: open)
     }
 
+    /// A stage-1 sample: the command, answered by the motion phrase (if any) and the queries.
+    public func conversation(instruction: String, motion: String?) -> Conversation {
+        Conversation([actionTurn(instruction, motion == nil ? .none : .motion, answer: motion ?? "")])
+    }
+
     /// Ids and targets (the answer, queries and end of turn supervised) of a stage-1 sample.
     public func example(instruction: String, motion: String?) -> (ids: [Int32], targets: [Int32]) {
-        let made = tokenized(Conversation([actionTurn(instruction, motion == nil ? .none : .motion, answer: motion ?? "")]))
+        let made = tokenized(conversation(instruction: instruction, motion: motion))
         return (made.ids, made.targets)
     }
 }

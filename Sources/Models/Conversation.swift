@@ -14,8 +14,8 @@ public enum TokenRole: UInt8, CaseIterable, Sendable {
 /// Every assistant turn is supervised (its text, queries and closing `<|im_end|>`). Each piece is
 /// tokenised on its own so that every token has one role; a single turn gives the same ids as
 /// `ChatTemplate.trainingExample` (tested).
-public struct Conversation: Sendable {
-    public struct Turn: Sendable {
+public struct Conversation: Sendable, Hashable {
+    public struct Turn: Sendable, Hashable {
         public var user: String
         /// The assistant's text before the queries ("" for none).
         public var answer: String

@@ -93,13 +93,18 @@ public final class InstructVLA: Module {
     /// a scale head, a no-grad pass of the base LM (adapters off) first sets the per-token adapter
     /// gates; `lastScales` keeps them for routing statistics.
     public func hiddenStates(ids: [Int32], batch b: Int, length t: Int, imageTokens: Tensor) -> Tensor {
-        let lm = vlm.languageModel
-        let text = lm.embed(ids, batch: b, length: t)
+        let embeddings = embeddings(ids: ids, batch: b, length: t, imageTokens: imageTokens)
+        return routed(embeddings: embeddings) { vlm.languageModel.hiddenStates(embeddings: embeddings, cache: $0) }
+    }
+
+    /// Token embeddings [B, T, C] of ids [B, T] with each sample's image placeholders replaced by
+    /// its (cached, frozen) image tokens [B, n, C].
+    func embeddings(ids: [Int32], batch b: Int, length t: Int, imageTokens: Tensor) -> Tensor {
+        let text = vlm.languageModel.embed(ids, batch: b, length: t)
         let c = text.shape[2]
         let positions = ids.indices.filter { ids[$0] == vlm.imageTokenId }
         precondition(positions.count == b * vlm.tokensPerImage, "InstructVLA: \(positions.count) image placeholders for \(b) samples")
-        let embeddings = replacingRows(text.reshaped([b * t, c]), at: positions, with: imageTokens.reshaped([-1, c])).reshaped([b, t, c])
-        return routed(embeddings: embeddings) { lm.hiddenStates(embeddings: embeddings, cache: $0) }
+        return replacingRows(text.reshaped([b * t, c]), at: positions, with: imageTokens.reshaped([-1, c])).reshaped([b, t, c])
     }
 
     /// Runs `adapted` (the LM over `embeddings` with adapters on) with the gates the scale head reads
@@ -190,11 +195,7 @@ public final class InstructVLA: Module {
         withoutGrad {
             let lm = vlm.languageModel
             let (base, adapted) = (KVCache(layers: lm.model.layers.count), KVCache(layers: lm.model.layers.count))
-            let c = lm.config.hiddenSize
-            let positions = prompt.indices.filter { prompt[$0] == vlm.imageTokenId }
-            precondition(positions.count == vlm.tokensPerImage, "InstructVLA.generate: \(positions.count) image placeholders in the prompt")
-            var input = replacingRows(lm.embed(prompt, batch: 1, length: prompt.count).reshaped([prompt.count, c]), at: positions,
-                                      with: imageTokens.reshaped([-1, c])).reshaped([1, prompt.count, c])
+            var input = embeddings(ids: prompt, batch: 1, length: prompt.count, imageTokens: imageTokens)
             var out: [Int32] = []
             while out.count < maxNewTokens {
                 let t = input.shape[1]

@@ -128,8 +128,12 @@ public final class Trainer {
                 return diverged(step: state.step + 1, reason: "loss is \(stepLoss)", lastSaved: lastSaved)
             }
             let parameters = optimizer.slots.map(\.parameter)
-            try parallel.averageGradients(parameters)
-            let gradNorm = Double(clipGradNorm(parameters, maxNorm: train.clipNorm > 0 ? Float(train.clipNorm) : .infinity))
+            /// Averages the gradients over ranks and clips them; the norm before clipping.
+            func averagedClippedNorm() throws -> Double {
+                try parallel.averageGradients(parameters)
+                return Double(clipGradNorm(parameters, maxNorm: train.clipNorm > 0 ? Float(train.clipNorm) : .infinity))
+            }
+            let gradNorm = try averagedClippedNorm()
             guard gradNorm.isFinite else {
                 progress.finish()
                 return diverged(step: state.step + 1, reason: "gradient norm is \(gradNorm)", lastSaved: lastSaved)
@@ -144,8 +148,7 @@ public final class Trainer {
                     return diverged(step: state.step + 1, reason: "auxiliary loss is \(value)", lastSaved: lastSaved)
                 }
                 auxiliary.loss.backward()
-                try parallel.averageGradients(parameters)
-                let norm = Double(clipGradNorm(parameters, maxNorm: train.clipNorm > 0 ? Float(train.clipNorm) : .infinity))
+                let norm = try averagedClippedNorm()
                 guard norm.isFinite else {
                     progress.finish()
                     return diverged(step: state.step + 1, reason: "auxiliary gradient norm is \(norm)", lastSaved: lastSaved)

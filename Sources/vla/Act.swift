@@ -34,8 +34,7 @@ extension VLA {
         @Argument(help: "A stage-1 or stage-2 run folder or export bundle.")
         var model: String
 
-        @Option(name: .customLong("think"), help: ArgumentHelp("Stage 2: answer in words before acting (yes|no); default: the recipe's inference.think.", valueName: "yes|no"))
-        var thinkChoice: String?
+        @OptionGroup var thinking: ThinkOption
 
         @Option(help: "A recorded frame, FILE:EPISODE:STEP (e.g. Datasets/tiny/drawer-close-v3.hdf5:demo_0:5).")
         var frame: String
@@ -49,7 +48,6 @@ extension VLA {
         func run() throws {
             let parts = frame.split(separator: ":").map(String.init)
             guard parts.count == 3, let step = Int(parts[2]) else { throw ValidationError("--frame must be FILE:EPISODE:STEP, got '\(frame)'") }
-            guard thinkChoice == nil || ["yes", "no"].contains(thinkChoice!) else { throw ValidationError("--think takes yes or no, got '\(thinkChoice!)'") }
             do {
                 let policy = try ActionPolicy(contentsOf: URL(fileURLWithPath: model))
                 let dataset = try EpisodeDataset(files: [parts[0]], layout: .metaworld)
@@ -62,7 +60,7 @@ extension VLA {
                 let sample = try dataset.sample(episode: e, step: step, horizon: policy.horizon)
                 var rng = RNG(seed: seed)
                 let said = instruction ?? sample.instruction
-                let response = try (thinkChoice.map { $0 == "yes" } ?? policy.thinksByDefault) ? policy.respond(image: sample.images[0], instruction: said) : nil
+                let response = try (thinking.think ?? policy.thinksByDefault) ? policy.respond(image: sample.images[0], instruction: said) : nil
                 let actions = try policy.act(image: sample.images[0], proprio: sample.proprio, instruction: said, response: response?.ids, rng: &rng)
                 let rows = { (v: [Float]) in stride(from: 0, to: v.count, by: policy.actionDim).map { Array(v[$0..<($0 + policy.actionDim)]) } }
                 var out: [String: Any] = ["instruction": said, "actions": rows(actions), "recorded": rows(sample.actions)]

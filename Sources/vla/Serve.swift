@@ -18,8 +18,7 @@ extension VLA {
         @Argument(help: "A stage-1 or stage-2 run folder (newest checkpoint) or an export bundle.")
         var model: String?
 
-        @Option(name: .customLong("think"), help: ArgumentHelp("Stage 2: answer the instruction in words before acting (yes|no); default: the recipe's inference.think.", valueName: "yes|no"))
-        var thinkChoice: String?
+        @OptionGroup var thinking: ThinkOption
 
         @Option(help: "Replay recorded episodes (HDF5 files or globs) instead of a model: tests the evaluation plumbing.")
         var replay: [String] = []
@@ -45,11 +44,10 @@ extension VLA {
                 throw ValidationError("say what to serve: a run folder or export bundle, or --replay FILES (not both)")
             }
             guard (1...4096).contains(maxMessageMib) else { throw ValidationError("--max-message-mib must be in 1...4096") }
-            guard thinkChoice == nil || ["yes", "no"].contains(thinkChoice!) else { throw ValidationError("--think takes yes or no, got '\(thinkChoice!)'") }
             let policy: Policy
             do {
                 if let model {
-                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed, think: thinkChoice.map { $0 == "yes" })
+                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed, think: thinking.think)
                 } else {
                     policy = try ReplayPolicy(files: try EpisodeDataSection.expand(replay, key: "--replay"), horizon: horizon)
                 }

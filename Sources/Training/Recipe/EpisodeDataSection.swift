@@ -21,6 +21,14 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
 
     public init() {}
 
+    /// The default of the stages that start from a frozen VLM: augmentation off, which lets the VLM's
+    /// image tokens be cached per frame.
+    public static var cachingImageTokens: EpisodeDataSection {
+        var data = EpisodeDataSection()
+        data.augment = false
+        return data
+    }
+
     public func validate() throws {
         guard !files.isEmpty else { throw RecipeError("data.files: list the episode files (globs allowed)") }
         guard EpisodeLayout.Kind(rawValue: layout) != nil else { throw RecipeError("data.layout: expected one of robomimic, aloha; got '\(layout)'") }

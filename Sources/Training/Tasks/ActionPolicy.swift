@@ -96,9 +96,9 @@ public final class ActionPolicy {
     /// routed per token, until the first query token): its token ids and text.
     public func respond(image: [UInt8], instruction: String) throws -> (ids: [Int32], text: String) {
         let (pixels, _) = try observation(image: image, proprio: nil)
-        let open = prompt.tokenized(Conversation([prompt.actionTurn(instruction, .think)]), open: true)
+        let open = thinkingPrompt(instruction)
         let imEnd = prompt.tokenizer.id(of: ChatTemplate.imEnd)!
-        let generated = vla.generate(prompt: open.ids, imageTokens: withoutGrad { vla.vlm.imageTokens(pixels) },
+        let generated = vla.generate(prompt: open, imageTokens: withoutGrad { vla.vlm.imageTokens(pixels) },
                                      maxNewTokens: instruct?.inference.maxResponseTokens ?? 40, stop: [prompt.queryIds[0], imEnd])
         let ids = Array(generated.prefix { $0 != prompt.queryIds[0] && $0 != imEnd })
         return (ids, prompt.tokenizer.decode(ids).trimmingCharacters(in: .whitespaces))
@@ -120,7 +120,7 @@ public final class ActionPolicy {
         let ids: [Int32]
         if let response {
             // The open thinking prompt, the response as the model said it, then the queries.
-            ids = prompt.tokenized(Conversation([prompt.actionTurn(instruction, .think)]), open: true).ids + response + prompt.queryIds
+            ids = thinkingPrompt(instruction) + response + prompt.queryIds
         } else {
             ids = prompt.example(instruction: instruction, motion: nil).ids
         }
@@ -130,6 +130,12 @@ public final class ActionPolicy {
         var actions = vla.predictActions(inputs, noise: Tensor(noise, shape: [1, horizon, actionDim])).toArray()
         NormStats.unnormalize(&actions, stats.actions)
         return actions
+    }
+
+    /// "What action should the robot take to {instruction}? First answer my question." up to the
+    /// assistant header: what the model continues with its response.
+    func thinkingPrompt(_ instruction: String) -> [Int32] {
+        prompt.tokenized(Conversation([prompt.actionTurn(instruction, .think)]), open: true).ids
     }
 
     /// Pixels [1, S, S, 3] in [0, 1] and normalised proprio [1, P] of one observation, validated.

@@ -46,11 +46,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
     public var model = Model()
     public var lora = LoRASection()
     public var motion = Motion()
-    public var data: EpisodeDataSection = {
-        var data = EpisodeDataSection()
-        data.augment = false  // lets the frozen VLM's image tokens be cached per frame
-        return data
-    }()
+    public var data = EpisodeDataSection.cachingImageTokens
     public var train: TrainSection = {
         var train = TrainSection()
         train.trainable = ["action_model.*", "*.lora_A.action.*", "*.lora_B.action.*", "vlm.language_model.model.embed_tokens.weight"]
@@ -107,8 +103,8 @@ public final class ActionPretrainingTask: TrainingTask {
     public let prompt: ActionPrompt
     public let loader: EpisodeLoader
     let motion: MotionPhrases
-    let frameOffsets: [Int]
     let imageTokens: ImageTokenCache
+    let conversations: ConversationCache
     public var model: Module { vla }
 
     public init(_ recipe: ActionPretrainingRecipe, run: RunDirectory, shard: DataShard = .whole) throws {
@@ -132,9 +128,9 @@ public final class ActionPretrainingTask: TrainingTask {
                                   numQueries: recipe.model.actionQueries)
         vla = InstructVLA(vlm: stage0.vlm, expert: expert, lora: recipe.lora.settings, queryIds: prompt.queryIds, seed: UInt64(recipe.train.seed))
         vla.adapters.training = true
-        imageTokens = ImageTokenCache(vlm: vla.vlm)
+        imageTokens = ImageTokenCache(vlm: vla.vlm, dataset: dataset, augmented: recipe.data.augment)
+        conversations = ConversationCache(prompt: prompt)
         motion = try MotionPhrases(recipe.languageMotion, dataset: dataset)
-        frameOffsets = dataset.episodes.reduce(into: [0]) { $0.append($0.last! + $1.length) }
         // The tokenizer and stage-0 recipe travel with the run, so it can be served and exported alone
         // (ActionPolicy reads them back).
         try stage0.tokenizer.write(to: run.url.appendingPathComponent("tokenizer.json"))
@@ -147,36 +143,20 @@ public final class ActionPretrainingTask: TrainingTask {
         try writeAtomically(run.url.appendingPathComponent("observation.json")) { try $0.write(observationJSON) }
     }
 
-    /// Cache keys of the batch's frames; nil (no caching) when frames are augmented.
-    func frameKeys(_ batch: EpisodeBatch) -> [Int]? {
-        recipe.data.augment ? nil : batch.frames.map { frameOffsets[$0.episode] + $0.step }
-    }
-
     func inputs(_ batch: EpisodeBatch, motionFraction: Double, rngs: inout [RNG]) -> ActionInputs {
         let b = batch.instructions.count
         let examples = (0..<b).map { i in
             let withMotion = Double(rngs[i].uniform()) < motionFraction
             let phrase = withMotion ? motion.phrase(episode: batch.frames[i].episode, step: batch.frames[i].step) : nil
-            return example(instruction: batch.instructions[i], motion: phrase)
+            let made = conversations(prompt.conversation(instruction: batch.instructions[i], motion: phrase))
+            return (ids: made.ids, targets: made.targets)
         }
         let length = examples.map(\.ids.count).max()!
         let padded = examples.map { ChatTemplate.padded($0, to: length, tokenizer: prompt.tokenizer) }
         let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
         return ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
-                            imageTokens: imageTokens(pixels, keys: frameKeys(batch)), pixels: pixels,
+                            imageTokens: imageTokens.frames(pixels, of: batch), pixels: pixels,
                             proprio: recipe.model.useProprio ? batch.proprio : nil)
-    }
-
-    /// Tokenised (unpadded) examples by instruction and motion phrase: a handful of distinct texts,
-    /// and BPE encoding them again for every sample would take most of a small model's step.
-    var examples: [String: (ids: [Int32], targets: [Int32])] = [:]
-
-    func example(instruction: String, motion: String?) -> (ids: [Int32], targets: [Int32]) {
-        let key = instruction + "\u{0}" + (motion ?? "\u{1}")
-        if let cached = examples[key] { return cached }
-        let made = prompt.example(instruction: instruction, motion: motion)
-        examples[key] = made
-        return made
     }
 
     public func trainingLoss() throws -> MicroBatch {

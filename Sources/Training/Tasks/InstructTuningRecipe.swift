@@ -56,11 +56,7 @@ public struct InstructTuningRecipe: RecipeSchema {
     public var mix = Mix()
     public var multimodal = Multimodal()
     public var inference = Inference()
-    public var data: EpisodeDataSection = {
-        var data = EpisodeDataSection()
-        data.augment = false  // lets the frozen VLM's image tokens be cached per frame
-        return data
-    }()
+    public var data = EpisodeDataSection.cachingImageTokens
     public var train: TrainSection = {
         var train = TrainSection()
         train.trainable = ["*.lora_A.*", "*.lora_B.*", "scale_head.*", "vlm.language_model.model.embed_tokens.weight"]

@@ -22,7 +22,7 @@ public final class InstructTuningTask: TrainingTask {
     let motion: MotionPhrases
     let mix: InstructMix
     let imageTokens: ImageTokenCache
-    let frameOffsets: [Int]
+    let conversations: ConversationCache
     let multimodal: VQADataset?
     var multimodalSampler: EpisodeSampler
     var rng: RNG
@@ -56,8 +56,8 @@ public final class InstructTuningTask: TrainingTask {
         }
         motion = try MotionPhrases(stage1.recipe.languageMotion, dataset: dataset)
         mix = InstructMix(mix: recipe.mix, prompt: stage1.prompt)
-        imageTokens = ImageTokenCache(vlm: vla.vlm)
-        frameOffsets = dataset.episodes.reduce(into: [0]) { $0.append($0.last! + $1.length) }
+        imageTokens = ImageTokenCache(vlm: vla.vlm, dataset: dataset, augmented: recipe.data.augment)
+        conversations = ConversationCache(prompt: stage1.prompt)
 
         if recipe.multimodal.batchSize > 0 && !recipe.multimodal.files.isEmpty {
             let vqa = try VQADataset(files: EpisodeDataSection.expand(recipe.multimodal.files, key: "multimodal.files"), split: recipe.multimodal.split)
@@ -87,7 +87,7 @@ public final class InstructTuningTask: TrainingTask {
             let (episode, step) = batch.frames[i]
             let (conversation, kind) = mix.conversation(instruction: batch.instructions[i], annotations: annotations[episode],
                                                         motion: { motion.phrase(episode: episode, step: step) }, rng: &rng)
-            examples.append(stage1.prompt.tokenized(conversation))
+            examples.append(conversations(conversation))
             kinds.append(kind)
         }
         let length = examples.map(\.ids.count).max()!
@@ -95,9 +95,8 @@ public final class InstructTuningTask: TrainingTask {
         let padded = examples.map { ChatTemplate.padded(($0.ids, $0.targets), to: length, tokenizer: tokenizer) }
         let roles = examples.flatMap { $0.roles + Array(repeating: TokenRole.template, count: length - $0.roles.count) }
         let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
-        let keys = recipe.data.augment ? nil : batch.frames.map { frameOffsets[$0.episode] + $0.step }
         let inputs = ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
-                                  imageTokens: imageTokens(pixels, keys: keys), pixels: pixels,
+                                  imageTokens: imageTokens.frames(pixels, of: batch), pixels: pixels,
                                   proprio: stage1.recipe.model.useProprio ? batch.proprio : nil)
         return (inputs, roles, kinds)
     }
@@ -137,21 +136,15 @@ public final class InstructTuningTask: TrainingTask {
         guard let data = multimodal else { return nil }
         let started = Date()
         let indices = (0..<recipe.multimodal.batchSize).map { _ in multimodalSampler.next().step }
-        let side = stage1.imageSize
-        let pixels = Tensor.zeros([indices.count, side, side, 3])
-        var examples: [(ids: [Int32], targets: [Int32])] = []
-        for (k, i) in indices.enumerated() {
-            let bytes = try data.image(i)
-            let out = pixels.pointer + k * bytes.count
-            for j in 0..<bytes.count { out[j] = Float(bytes[j]) / 255 }
+        let pixels = try data.pixels(indices)
+        let examples = indices.map { i in
             let e = data.examples[i]
-            let made = stage1.prompt.tokenized(Conversation([Conversation.Turn(user: e.question, answer: e.answer, queries: false)]))
-            examples.append((made.ids, made.targets))
+            let made = conversations(Conversation([Conversation.Turn(user: e.question, answer: e.answer, queries: false)]))
+            return (ids: made.ids, targets: made.targets)
         }
         let length = examples.map(\.ids.count).max()!
         let padded = examples.map { ChatTemplate.padded($0, to: length, tokenizer: stage1.prompt.tokenizer) }
-        // Keys past the robot frames, so the two kinds of images share one cache.
-        let tokens = imageTokens(pixels, keys: indices.map { frameOffsets.last! + $0 })
+        let tokens = imageTokens.others(pixels, indices: indices)
         let dataSeconds = Date().timeIntervalSince(started)
         let loss = vla.textLoss(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), batch: indices.count, length: length, imageTokens: tokens)
         return MicroBatch(loss: loss, samples: indices.count, dataSeconds: dataSeconds)

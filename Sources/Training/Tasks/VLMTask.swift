@@ -138,13 +138,9 @@ public final class VLMTask: TrainingTask {
 
     /// Images [B, H, W, 3] in [0, 1], ids and targets of the examples `indices` of `data`.
     func batch(_ data: VQADataset, _ indices: [Int]) throws -> (images: Tensor, ids: [Int32], targets: [Int32]) {
-        let side = recipe.model.imageSize
-        let images = Tensor.zeros([indices.count, side, side, 3])
+        let images = try data.pixels(indices)
         var ids: [Int32] = [], targets: [Int32] = []
-        for (k, i) in indices.enumerated() {
-            let pixels = try data.image(i)
-            let out = images.pointer + k * pixels.count
-            for j in 0..<pixels.count { out[j] = Float(pixels[j]) / 255 }
+        for i in indices {
             let e = data.examples[i]
             let example = template.trainingExample(question: e.question, answer: e.answer, withImage: true, tokenizer: tokenizer,
                                                    length: recipe.data.maxLength)

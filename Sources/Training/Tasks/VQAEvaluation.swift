@@ -32,7 +32,7 @@ public enum VQAEvaluation {
         var score = VQAScore(split: split)
         for i in 0..<min(limit ?? data.examples.count, data.examples.count) {
             let e = data.examples[i]
-            let pixels = Tensor(try data.image(i).map { Float($0) / 255 }, shape: [1] + data.imageShape)
+            let pixels = try data.pixels([i])
             let prompt = policy.prompt.tokenized(Conversation([Conversation.Turn(user: e.question, answer: "", queries: false)]), open: true).ids
             let answer = policy.vla.generate(prompt: prompt, imageTokens: withoutGrad { policy.vla.vlm.imageTokens(pixels) }, maxNewTokens: 8, stop: [imEnd])
             let text = policy.prompt.tokenizer.decode(answer.filter { $0 != imEnd }).trimmingCharacters(in: .whitespacesAndNewlines)
