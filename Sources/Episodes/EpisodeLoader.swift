@@ -31,6 +31,9 @@ public struct LoaderOptions: Sendable {
     /// Batches decoded ahead on the worker thread.
     public var prefetch = 4
     public var shard = DataShard.whole
+    /// Times each dataset episode appears per epoch (empty: once each): more samples for the tasks
+    /// that need them, with the stream still an exact, resumable permutation.
+    public var repeats: [Int] = []
     public init() {}
 }
 
@@ -52,6 +55,8 @@ public final class EpisodeLoader: @unchecked Sendable {
     public let options: LoaderOptions
     /// The position after the last batch handed out: what a checkpoint saves.
     public private(set) var consumed: EpisodeSampler
+    /// The dataset episode behind each of the sampler's episodes (repeated ones appear several times).
+    let sampledEpisodes: [Int]
 
     private let channel = BatchChannel()
     private let augmentation = ImageAugmentation()
@@ -61,8 +66,14 @@ public final class EpisodeLoader: @unchecked Sendable {
         guard options.prefetch >= 1, options.batchSize >= 1, options.horizon >= 1 else {
             throw EpisodeError("loader options: prefetch, batch size and horizon must be at least 1")
         }
+        guard options.repeats.isEmpty || (options.repeats.count == dataset.episodes.count && options.repeats.allSatisfy { $0 >= 1 }) else {
+            throw EpisodeError("loader options: \(options.repeats.count) repeat counts (each >= 1) for \(dataset.episodes.count) episodes")
+        }
         (self.dataset, self.stats, self.options) = (dataset, stats, options)
-        consumed = EpisodeSampler(lengths: dataset.episodes.map(\.length), seed: options.seed)
+        sampledEpisodes = options.repeats.isEmpty
+            ? Array(dataset.episodes.indices)
+            : dataset.episodes.indices.flatMap { Array(repeating: $0, count: options.repeats[$0]) }
+        consumed = EpisodeSampler(lengths: sampledEpisodes.map { dataset.episodes[$0].length }, seed: options.seed)
         start(from: consumed)
     }
 
@@ -157,7 +168,7 @@ public final class EpisodeLoader: @unchecked Sendable {
         let picks = options.shard.take(b) { () -> (position: UInt64, episode: Int, step: Int) in
             let position = UInt64(sampler.epoch) << 32 &+ UInt64(sampler.cursor)
             let (episode, step) = sampler.next()
-            return (position, episode, step)
+            return (position, sampledEpisodes[episode], step)
         }
         for (i, (position, episode, step)) in picks.enumerated() {
             let sample = try dataset.sample(episode: episode, step: step, horizon: horizon)

@@ -63,4 +63,33 @@ final class EpisodeDataSectionTests: XCTestCase {
             _ = try RecipeValidator.resolve(RecipeLoader.load(url, overrides: ["data.layout=lerobot"]), as: EpisodeRecipe.self, source: url.path)
         }
     }
+
+    /// `data.repeats` makes one epoch show a file's frames that many times, and nothing else changes.
+    func testRepeatsGiveAFileMoreOfEachEpoch() throws {
+        let dir = try recipeFolder([:])
+        for (index, length) in [10, 3].enumerated() {
+            let w = try HDF5Writer(path: dir.appendingPathComponent("episode_\(index).hdf5").path)
+            try w.write("action", shape: [length, 2], floats: (0..<(2 * length)).map { Float($0) / Float(2 * length) })
+            try w.write("observations/qpos", shape: [length, 2], floats: [Float](repeating: Float(index), count: 2 * length))
+            try w.write("observations/images/cam_high", shape: [length, 4, 4, 3], bytes: [UInt8](repeating: 9, count: 48 * length))
+        }
+        var data = EpisodeDataSection()
+        (data.files, data.layout, data.imageKeys, data.proprioKeys, data.actionKey) = (["\(dir.path)/episode_*.hdf5"], "aloha", ["cam_high"], ["qpos"], "action")
+        (data.trainSplit, data.horizon, data.augment) = ("", 2, false)
+        data.repeats = ["episode_1.hdf5": 3]
+        let loader = try data.trainingLoader(run: try RunDirectory(dir.appendingPathComponent("run")), batchSize: 19, seed: 3)
+        let frames = try loader.next().frames  // one epoch: 10 + 3 × 3 frames
+        var counts: [String: Int] = [:]
+        for frame in frames { counts["\(frame.episode)/\(frame.step)", default: 0] += 1 }
+        XCTAssertEqual(counts, Dictionary(uniqueKeysWithValues: (0..<10).map { ("0/\($0)", 1) } + (0..<3).map { ("1/\($0)", 3) }))
+        XCTAssertEqual(loader.consumed.epoch, 0)
+        XCTAssertEqual(loader.consumed.cursor, 19)
+
+        data.repeats = ["episode_2.hdf5": 2]
+        assertRecipeError("data.repeats.episode_2.hdf5: no such file among data.files (episode_0.hdf5, episode_1.hdf5)") {
+            _ = try data.trainingLoader(run: try RunDirectory(dir.appendingPathComponent("run2")), batchSize: 1, seed: 0)
+        }
+        data.repeats = ["episode_1.hdf5": 0]
+        assertRecipeError("data.repeats.episode_1.hdf5: a file is seen at least once per epoch, got 0") { try data.validate() }
+    }
 }

@@ -18,6 +18,9 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
     public var horizon = 8
     public var augment = true
     public var prefetch = 4
+    /// Times each frame of a file is seen per epoch, by file name (`push-v3.hdf5: 3`); files not
+    /// named are seen once. Gives the tasks that learn slowest more of a fixed sample budget.
+    public var repeats: [String: Int] = [:]
 
     public init() {}
 
@@ -34,6 +37,9 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         guard EpisodeLayout.Kind(rawValue: layout) != nil else { throw RecipeError("data.layout: expected one of robomimic, aloha; got '\(layout)'") }
         guard !imageKeys.isEmpty, !actionKey.isEmpty else { throw RecipeError("data.image_keys and data.action_key: must not be empty") }
         guard horizon >= 1, prefetch >= 1 else { throw RecipeError("data.horizon and data.prefetch: must be at least 1") }
+        for (name, count) in repeats.sorted(by: { $0.key < $1.key }) where count < 1 {
+            throw RecipeError("data.repeats.\(name): a file is seen at least once per epoch, got \(count)")
+        }
     }
 
     public var episodeLayout: EpisodeLayout {
@@ -83,6 +89,17 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         var options = LoaderOptions()
         (options.batchSize, options.horizon, options.augment, options.seed, options.prefetch) = (batchSize, horizon, augment, UInt64(seed), prefetch)
         options.shard = shard
+        options.repeats = try episodeRepeats(dataset)
         return try EpisodeLoader(dataset: dataset, stats: stats, options: options)
+    }
+
+    /// `repeats` per episode of `dataset`; a name that is none of the data files is an error.
+    func episodeRepeats(_ dataset: EpisodeDataset) throws -> [Int] {
+        guard !repeats.isEmpty else { return [] }
+        let names = dataset.episodes.map { URL(fileURLWithPath: $0.file).lastPathComponent }
+        for name in repeats.keys.sorted() where !names.contains(name) {
+            throw RecipeError("data.repeats.\(name): no such file among data.files (\(Array(Set(names)).sorted().joined(separator: ", ")))")
+        }
+        return names.map { repeats[$0] ?? 1 }
     }
 }
