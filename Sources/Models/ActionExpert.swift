@@ -21,6 +21,8 @@ public struct ActionExpertConfig: Sendable, Equatable {
     public var mergePatches = false
     /// Keypoints of a spatial-softmax token read from the vision features (0: none).
     public var keypoints = 0
+    /// A spatial-readout token: every patch feature, flattened in grid order, through an MLP.
+    public var spatialReadout = false
 
     public init(backbone: TransformerConfig, numLayers: Int, vision: VisionConfig, latentSize: Int, numQueries: Int,
                 proprioDim: Int, actionDim: Int, horizon: Int) {
@@ -123,6 +125,10 @@ public final class ActionExpert: Module {
     public let latentProjector: MLPProjector
     public let proprioProjector: MLPProjector?
     public let spatialSoftmax: SpatialSoftmax?
+    /// The flattened patch grid [N·D] → one token: each grid position has its own weights, as in a
+    /// CNN policy's flatten + linear, so where an object is reaches the actions without attention
+    /// first having to learn to find it.
+    public let spatialReadout: MLPProjector?
     public let actionEncoder: ActionEncoder
     public let layers: [TransformerBlock]
     public let norm: RMSNorm
@@ -139,6 +145,7 @@ public final class ActionExpert: Module {
         spatialSoftmax = config.keypoints > 0
             ? SpatialSoftmax(features: config.vision.hiddenSize, keypoints: config.keypoints, gridSize: config.vision.gridSize, width: d, rng: &rng)
             : nil
+        spatialReadout = config.spatialReadout ? MLPProjector(config.vision.numPatches * config.vision.hiddenSize, d, rng: &rng) : nil
         actionEncoder = ActionEncoder(actionDim: config.actionDim, width: d, rng: &rng)
         layers = (0..<config.numLayers).map { _ in TransformerBlock(config.backbone, rng: &rng) }
         norm = RMSNorm(d, eps: config.backbone.rmsNormEps)
@@ -150,7 +157,8 @@ public final class ActionExpert: Module {
     /// Token group of each position, for the block-causal mask.
     var groups: [Int] {
         Array(repeating: 0, count: config.vision.numPatches / (config.mergePatches ? 4 : 1))
-            + Array(repeating: 1, count: config.numQueries + (config.proprioDim > 0 ? 1 : 0) + (config.keypoints > 0 ? 1 : 0))
+            + Array(repeating: 1, count: config.numQueries + (config.proprioDim > 0 ? 1 : 0) + (config.keypoints > 0 ? 1 : 0)
+                                   + (config.spatialReadout ? 1 : 0))
             + Array(repeating: 2, count: config.horizon)
     }
 
@@ -174,6 +182,7 @@ public final class ActionExpert: Module {
             tokens.append(proprioProjector(proprio).reshaped([b, 1, -1]))
         }
         if let spatialSoftmax { tokens.append(spatialSoftmax(features)) }
+        if let spatialReadout { tokens.append(spatialReadout(features.reshaped([b, -1])).reshaped([b, 1, -1])) }
         return concat(tokens, axis: 1)
     }
 

@@ -153,27 +153,41 @@ public final class InstructVLA: Module {
     }
 
     /// The loss with sample i's flow-matching time and noise drawn from `sampleRNGs[i]`, so that a
-    /// sample's draws do not depend on which batch (or data-parallel rank) it lands in.
-    public func loss(_ inputs: ActionInputs, actions: Tensor, sampleRNGs: [RNG]) -> (total: Tensor, flow: Tensor, language: Tensor) {
+    /// sample's draws do not depend on which batch (or data-parallel rank) it lands in. With
+    /// `flowSamples` K > 1, each sample's context (LM latents, expert vision) is computed once and
+    /// the velocity is fitted at K (time, noise) draws: more flow-matching signal per image for the
+    /// cost of the expert's backbone alone.
+    public func loss(_ inputs: ActionInputs, actions: Tensor, sampleRNGs: [RNG], flowSamples k: Int = 1)
+        -> (total: Tensor, flow: Tensor, language: Tensor) {
         precondition(sampleRNGs.count == actions.shape[0], "InstructVLA.loss: \(sampleRNGs.count) generators for \(actions.shape[0]) samples")
+        precondition(k >= 1, "InstructVLA.loss: flowSamples \(k) < 1")
         let hidden = hiddenStates(inputs)
         let language = languageLoss(hidden, targets: inputs.targets)
         let latents = latents(hidden, inputs)
         let (b, n) = (actions.shape[0], actions.count / actions.shape[0])
         let clean = actions.toArray()
-        var noisy: [Float] = [], target: [Float] = [], times: [Float] = []
+        // Row r = j·B + i is draw j of sample i; each sample's draws continue its own generator.
+        var noisy = [Float](repeating: 0, count: k * b * n), target = noisy, times = [Float](repeating: 0, count: k * b)
         for i in 0..<b {
             var rng = sampleRNGs[i]
-            let t = FlowMatching.sampleTime(rng: &rng)
-            let noise = (0..<n).map { _ in rng.normal() }
-            let (x, u) = FlowMatching.interpolate(actions: clean[(i * n)..<((i + 1) * n)], noise: noise[...], t: t)
-            noisy += x
-            target += u
-            times.append(t)
+            for j in 0..<k {
+                let t = FlowMatching.sampleTime(rng: &rng)
+                let noise = (0..<n).map { _ in rng.normal() }
+                let (x, u) = FlowMatching.interpolate(actions: clean[(i * n)..<((i + 1) * n)], noise: noise[...], t: t)
+                let row = j * b + i
+                noisy.replaceSubrange((row * n)..<((row + 1) * n), with: x)
+                target.replaceSubrange((row * n)..<((row + 1) * n), with: u)
+                times[row] = t
+            }
         }
-        let velocity = actionModel(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio,
-                                   noisyActions: Tensor(noisy, shape: actions.shape), time: times)
-        let flow = mseLoss(velocity, Tensor(target, shape: actions.shape))
+        var context = actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio)
+        if k > 1 {
+            let shape = context.shape
+            context = gatherRows(context.reshaped([b, -1]), (0..<(k * b)).map { $0 % b }).reshaped([k * b] + shape.dropFirst())
+        }
+        let shape = [k * b] + actions.shape.dropFirst()
+        let velocity = actionModel.velocity(context: context, noisyActions: Tensor(noisy, shape: shape), time: times)
+        let flow = mseLoss(velocity, Tensor(target, shape: shape))
         return (flow + language, flow, language)
     }
 

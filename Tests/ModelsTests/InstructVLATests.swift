@@ -10,7 +10,8 @@ final class InstructVLATests: XCTestCase {
     static let imageToken: Int32 = 2, queries: [Int32] = [3, 4]
 
     /// A VLM and expert small enough for finite differences over their weights.
-    func tinyModel(tieEmbeddings: Bool = true, mergePatches: Bool = false, stemChannels: Int = 0, keypoints: Int = 0) -> InstructVLA {
+    func tinyModel(tieEmbeddings: Bool = true, mergePatches: Bool = false, stemChannels: Int = 0, keypoints: Int = 0,
+                   spatialReadout: Bool = false) -> InstructVLA {
         var rng = RNG(seed: 1)
         let vlm = VisionLanguageModel(vision: VisionConfig(imageSize: 16, patchSize: 4, hiddenSize: 8, numLayers: 1, numHeads: 2, intermediateSize: 16),
                                       language: TransformerConfig(hiddenSize: 8, numHeads: 2, numKeyValueHeads: 1, intermediateSize: 16),
@@ -22,6 +23,7 @@ final class InstructVLATests: XCTestCase {
         expert.mergePatches = mergePatches
         expert.vision.stemChannels = stemChannels
         expert.keypoints = keypoints
+        expert.spatialReadout = spatialReadout
         return InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 2, alpha: 4, dropout: 0), queryIds: Self.queries, seed: 2)
     }
 
@@ -50,6 +52,33 @@ final class InstructVLATests: XCTestCase {
         assertGradients(checked, eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
             var rng = RNG(seed: 6)  // the same flow times and noise at every evaluation
             return vla.loss(inputs, actions: actions, rng: &rng).total
+        }
+    }
+
+    /// K flow draws per sample: the flow loss is the mean of K single-draw losses, draw j of each
+    /// sample continuing its own generator after draw j - 1; the LM loss is unchanged; gradients
+    /// through the shared context are those of the repeated rows summed.
+    func testSeveralFlowDrawsPerSampleAverageSingleDrawLosses() {
+        let vla = tinyModel()
+        let inputs = inputs(vla)
+        let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
+        let rngs = [RNG(seed: 11), RNG(seed: 12)]
+        let two = vla.loss(inputs, actions: actions, sampleRNGs: rngs, flowSamples: 2)
+        let first = vla.loss(inputs, actions: actions, sampleRNGs: rngs)
+        let advanced = rngs.map { rng -> RNG in
+            var rng = rng
+            _ = FlowMatching.sampleTime(rng: &rng)
+            for _ in 0..<6 { _ = rng.normal() }
+            return rng
+        }
+        let second = vla.loss(inputs, actions: actions, sampleRNGs: advanced)
+        XCTAssertNotEqual(first.flow.item(), second.flow.item())
+        XCTAssertEqual(two.flow.item(), (first.flow.item() + second.flow.item()) / 2, accuracy: 1e-5)
+        XCTAssertEqual(two.language.item(), first.language.item(), accuracy: 1e-6)
+        let checked = [vla.actionModel.film[0].scale.weight, vla.actionModel.vision.embeddings.patchEmbedding.weight,
+                       vla.actionModel.latentProjector.fc1.weight, vla.actionModel.layers[0].mlp.downProj.weight]
+        assertGradients(checked, eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
+            vla.loss(inputs, actions: actions, sampleRNGs: rngs, flowSamples: 2).total
         }
     }
 
@@ -129,6 +158,29 @@ final class InstructVLATests: XCTestCase {
         let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
         let expert = vla.actionModel
         assertGradients([expert.spatialSoftmax!.keypoints.weight, expert.spatialSoftmax!.projector.fc1.weight, expert.vision.postLayernorm.bias],
+                        eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
+            var rng = RNG(seed: 6)
+            return vla.loss(inputs, actions: actions, rng: &rng).total
+        }
+    }
+
+    /// The spatial-readout token reads the whole patch grid in order: moving one patch's features
+    /// changes it, and gradients reach its MLP and the vision encoder through it.
+    func testSpatialReadoutTokenAndGradients() {
+        let vla = tinyModel(spatialReadout: true)
+        let expert = vla.actionModel
+        XCTAssertEqual(expert.groups.filter { $0 == 1 }.count, 2 + 1 + 1, "latents, proprio and the readout token")
+        XCTAssertEqual(expert.spatialReadout!.fc1.weight.shape, [8, 4 * 4], "4 patches × 4 features → the backbone width")
+        let features = param([1, 4, 4], seed: 9).detached()
+        let values = features.toArray()
+        let firstTwoSwapped: [Float] = Array(values[4..<8]) + Array(values[0..<4]) + Array(values[8...])
+        let swapped = Tensor(firstTwoSwapped, shape: [1, 4, 4])
+        let readout = { (x: Tensor) in expert.spatialReadout!(x.reshaped([1, -1])).toArray() }
+        let change: [Float] = zip(readout(features), readout(swapped)).map { abs($0 - $1) }
+        XCTAssertGreaterThan(change.max()!, 1e-3, "patch order matters")
+        let inputs = inputs(vla)
+        let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
+        assertGradients([expert.spatialReadout!.fc1.weight, expert.spatialReadout!.fc2.bias!, expert.vision.postLayernorm.weight],
                         eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
             var rng = RNG(seed: 6)
             return vla.loss(inputs, actions: actions, rng: &rng).total

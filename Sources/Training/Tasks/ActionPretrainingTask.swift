@@ -31,6 +31,9 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         /// Keypoints of a spatial-softmax token (object coordinates read from the expert's vision
         /// features, Levine et al. 2016) in the expert's context; 0 for none.
         public var visionKeypoints = 0
+        /// A spatial-readout token (the flattened patch grid through an MLP, as a CNN policy's
+        /// flatten + linear) in the expert's context.
+        public var visionSpatialReadout = false
         /// A proprio token (end-effector position and gripper) in the expert's input.
         public var useProprio = true
     }
@@ -42,10 +45,17 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         public var gripperThreshold = 0.05
     }
 
+    public struct Flow: Codable, Sendable, Equatable {
+        /// (time, noise) draws fitted per sample: its LM and vision context is computed once and
+        /// only the expert's backbone runs K times.
+        public var samples = 1
+    }
+
     public var task = "pretrain-action"
     public var model = Model()
     public var lora = LoRASection()
     public var motion = Motion()
+    public var flow = Flow()
     public var data = EpisodeDataSection.cachingImageTokens
     public var train: TrainSection = {
         var train = TrainSection()
@@ -74,6 +84,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         }
         try lora.validate()
         guard (0...1).contains(motion.fraction), motion.window >= 1 else { throw RecipeError("motion: fraction in [0, 1], window >= 1") }
+        guard flow.samples >= 1 else { throw RecipeError("flow.samples: at least 1 (time, noise) draw per sample, got \(flow.samples)") }
     }
 
     var languageMotion: LanguageMotion {
@@ -92,6 +103,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
                                         actionDim: actionDim, horizon: data.horizon)
         config.mergePatches = model.visionMergePatches
         config.keypoints = model.visionKeypoints
+        config.spatialReadout = model.visionSpatialReadout
         return config
     }
 }
@@ -167,7 +179,7 @@ public final class ActionPretrainingTask: TrainingTask {
         var rngs = batch.positions.map { sampleRNG(seed: UInt64(recipe.train.seed) &+ 7, position: $0) }
         let inputs = inputs(batch, motionFraction: recipe.motion.fraction, rngs: &rngs)
         let dataSeconds = batch.waitSeconds + Date().timeIntervalSince(started)
-        let loss = vla.loss(inputs, actions: batch.actions, sampleRNGs: rngs)
+        let loss = vla.loss(inputs, actions: batch.actions, sampleRNGs: rngs, flowSamples: recipe.flow.samples)
         return MicroBatch(loss: loss.total, samples: inputs.batch, dataSeconds: dataSeconds,
                           metrics: ["flow_loss": Double(loss.flow.item()), "lm_loss": Double(loss.language.item())])
     }
