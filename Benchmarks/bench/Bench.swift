@@ -34,6 +34,8 @@ let outputDir = URL(fileURLWithPath: arguments.first { !$0.hasPrefix("--") } ?? 
 let minSeconds = quick ? 0.3 : 1.5
 /// The stage-1 step's batch: one process takes all of it, N data-parallel ranks 1/N each.
 let stage1Batch = 32
+/// The recipe's `flow.samples`: the expert's backbone runs this many times per sample.
+let stage1FlowSamples = 4
 
 // One rank of the data-parallel measurement (`bench` starts it under mpirun, see section 5).
 if arguments.contains("--data-parallel-rank") {
@@ -189,10 +191,12 @@ struct DataParallelStep: Codable {
                                   language: TransformerConfig(hiddenSize: 128, numHeads: 4, numKeyValueHeads: 2, intermediateSize: 256),
                                   vocabSize: 512, numLayers: 3, imageTokenId: 2, rng: &r)
     vlm.centerImageFeatures = true
-    let expert = ActionExpertConfig(
+    var expert = ActionExpertConfig(
         backbone: TransformerConfig(hiddenSize: 128, numHeads: 4, numKeyValueHeads: 4, intermediateSize: 256, ropeTheta: 1000, attentionBias: false),
         numLayers: 3, vision: VisionConfig(imageSize: 64, patchSize: 8, hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 128),
         latentSize: 128, numQueries: 16, proprioDim: 4, actionDim: 4, horizon: 8)
+    expert.vision.stemChannels = 32
+    expert.spatialReadout = true
     let queries = (3..<19).map(Int32.init)
     let vla = InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 16, alpha: 32, dropout: 0), queryIds: queries, seed: 6)
     let text = 24
@@ -209,7 +213,7 @@ struct DataParallelStep: Codable {
     var noise = RNG(seed: 7)
     func step() {
         optimizer.zeroGrad()
-        vla.loss(inputs, actions: actions, rng: &noise).total.backward()
+        vla.loss(inputs, actions: actions, sampleRNGs: (0..<b).map { _ in noise.split() }, flowSamples: stage1FlowSamples).total.backward()
         try! communicator.averageGradients(trainable.map(\.1))  // a failed collective ends the bench
         _ = clipGradNorm(trainable.map(\.1), maxNorm: 1)
         optimizer.update(learningRate: 3e-4)

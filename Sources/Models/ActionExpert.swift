@@ -165,11 +165,10 @@ public final class ActionExpert: Module {
     /// Velocity [B, H, A] of noisy actions x_t [B, H, A] at flow times t [B], given pixels [B, S, S, 3]
     /// in [0, 1], the VLM's latents [B, N, latentSize] and (when configured) proprio [B, P].
     public func callAsFunction(pixels: Tensor, latents: Tensor, proprio: Tensor?, noisyActions: Tensor, time: [Float]) -> Tensor {
-        velocity(context: context(pixels: pixels, latents: latents, proprio: proprio), noisyActions: noisyActions, time: time)
+        velocity(prefix: prefix(context: context(pixels: pixels, latents: latents, proprio: proprio)), noisyActions: noisyActions, time: time)
     }
 
-    /// The tokens before the actions, [B, patches + N (+ 1), width]: they do not depend on x_t, so
-    /// sampling computes them once for all Euler steps.
+    /// The tokens before the actions, [B, patches + N (+ 1…), width].
     public func context(pixels: Tensor, latents: Tensor, proprio: Tensor?) -> Tensor {
         let b = pixels.shape[0]
         precondition(latents.shape == [b, config.numQueries, config.latentSize], "ActionExpert: latents \(latents.shape)")
@@ -186,16 +185,37 @@ public final class ActionExpert: Module {
         return concat(tokens, axis: 1)
     }
 
-    public func velocity(context: Tensor, noisyActions: Tensor, time: [Float]) -> Tensor {
-        let b = context.shape[0]
-        precondition(noisyActions.shape == [b, config.horizon, config.actionDim], "ActionExpert: noisy actions \(noisyActions.shape)")
-        var h = concat([context, actionEncoder(noisyActions, time: time)], axis: 1)
-        let mask = AttentionMask.blockCausal(groups: groups)
-        let positions = Array(0..<h.shape[1])
-        for layer in layers { h = layer(h, positions: positions, mask: mask) }
-        let d = config.backbone.hiddenSize, length = h.shape[1]
-        var out = norm(h).slice(axis: 1, (length - config.horizon)..<length).reshaped([b, config.horizon * d])
-        out = actionHead[2](silu(actionHead[1](silu(actionHead[0](out)))))
+    /// The backbone's keys and values of the context, per layer. Under the block-causal mask the
+    /// context never reads the actions, so this is computed once per observation and shared by all
+    /// Euler steps at inference and all (time, noise) draws in training.
+    public func prefix(context: Tensor) -> KVCache {
+        let length = context.shape[1]
+        precondition(length == groups.count - config.horizon, "ActionExpert: \(length) context tokens, expected \(groups.count - config.horizon)")
+        let cache = KVCache(layers: layers.count)
+        let (mask, positions) = (AttentionMask.blockCausal(groups: Array(groups.prefix(length))), Array(0..<length))
+        var h = context
+        for (i, layer) in layers.enumerated() {
+            if i == layers.count - 1 {
+                layer.cacheKeysValues(h, positions: positions, cache: cache, layer: i)
+            } else {
+                h = layer(h, positions: positions, mask: mask, cache: cache, layer: i)
+            }
+        }
+        return cache
+    }
+
+    /// Velocity [B', H, A] of noisy actions [B', H, A]: the H action tokens attend to each other and
+    /// to the cached context. B' may be K times the prefix's batch: row j·B + i continues context i.
+    public func velocity(prefix: KVCache, noisyActions: Tensor, time: [Float]) -> Tensor {
+        let b = noisyActions.shape[0]
+        precondition(noisyActions.shape == [b, config.horizon, config.actionDim] && prefix.batch > 0 && b % prefix.batch == 0,
+                     "ActionExpert: noisy actions \(noisyActions.shape) for a context of batch \(prefix.batch)")
+        let cache = prefix.repeatingBatch(b / prefix.batch)
+        let positions = Array(prefix.length..<(prefix.length + config.horizon))
+        var h = actionEncoder(noisyActions, time: time)
+        for (i, layer) in layers.enumerated() { h = layer(h, positions: positions, mask: .none, cache: cache, layer: i) }
+        let d = config.backbone.hiddenSize
+        let out = actionHead[2](silu(actionHead[1](silu(actionHead[0](norm(h).reshaped([b, config.horizon * d]))))))
         return out.reshaped([b, config.horizon, config.actionDim])
     }
 }

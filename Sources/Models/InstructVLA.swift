@@ -154,9 +154,9 @@ public final class InstructVLA: Module {
 
     /// The loss with sample i's flow-matching time and noise drawn from `sampleRNGs[i]`, so that a
     /// sample's draws do not depend on which batch (or data-parallel rank) it lands in. With
-    /// `flowSamples` K > 1, each sample's context (LM latents, expert vision) is computed once and
-    /// the velocity is fitted at K (time, noise) draws: more flow-matching signal per image for the
-    /// cost of the expert's backbone alone.
+    /// `flowSamples` K > 1, each sample's context (LM latents, expert vision, the backbone's keys
+    /// and values of the context) is computed once and the velocity is fitted at K (time, noise)
+    /// draws: more flow-matching signal per image for the cost of K × H action tokens.
     public func loss(_ inputs: ActionInputs, actions: Tensor, sampleRNGs: [RNG], flowSamples k: Int = 1)
         -> (total: Tensor, flow: Tensor, language: Tensor) {
         precondition(sampleRNGs.count == actions.shape[0], "InstructVLA.loss: \(sampleRNGs.count) generators for \(actions.shape[0]) samples")
@@ -180,13 +180,9 @@ public final class InstructVLA: Module {
                 times[row] = t
             }
         }
-        var context = actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio)
-        if k > 1 {
-            let shape = context.shape
-            context = gatherRows(context.reshaped([b, -1]), (0..<(k * b)).map { $0 % b }).reshaped([k * b] + shape.dropFirst())
-        }
+        let prefix = actionModel.prefix(context: actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio))
         let shape = [k * b] + actions.shape.dropFirst()
-        let velocity = actionModel.velocity(context: context, noisyActions: Tensor(noisy, shape: shape), time: times)
+        let velocity = actionModel.velocity(prefix: prefix, noisyActions: Tensor(noisy, shape: shape), time: times)
         let flow = mseLoss(velocity, Tensor(target, shape: shape))
         return (flow + language, flow, language)
     }
@@ -195,8 +191,8 @@ public final class InstructVLA: Module {
     public func predictActions(_ inputs: ActionInputs, noise: Tensor, steps: Int = 10) -> Tensor {
         withoutGrad {
             let latents = latents(hiddenStates(inputs), inputs)
-            let context = actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio)
-            let x = FlowMatching.sample(noise: noise, steps: steps) { x, t in actionModel.velocity(context: context, noisyActions: x, time: t) }
+            let prefix = actionModel.prefix(context: actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio))
+            let x = FlowMatching.sample(noise: noise, steps: steps) { x, t in actionModel.velocity(prefix: prefix, noisyActions: x, time: t) }
             return Tensor(x.toArray().map { min(max($0, -1), 1) }, shape: x.shape)
         }
     }

@@ -43,11 +43,17 @@ public final class SelfAttention: Module {
     public func callAsFunction(_ x: Tensor, positions: [Int], mask: AttentionMask, cache: KVCache? = nil, layer: Int = 0) -> Tensor {
         let (b, t, hd) = (x.shape[0], x.shape[1], config.headDim)
         let q = rope(qProj(x).reshaped([b, t, config.numHeads, hd]), positions: positions, base: config.ropeTheta)
-        var k = rope(kProj(x).reshaped([b, t, config.numKeyValueHeads, hd]), positions: positions, base: config.ropeTheta)
-        var v = vProj(x).reshaped([b, t, config.numKeyValueHeads, hd])
+        var (k, v) = keysValues(x, positions: positions)
         if let cache { (k, v) = cache.append(layer: layer, keys: k, values: v) }
         let attended = scaledDotProductAttention(query: q, key: k, value: v, mask: mask)
         return oProj(attended.reshaped([b, t, config.numHeads * hd]))
+    }
+
+    /// Rotated keys and values [B, T, Hkv, D] of x [B, T, C].
+    func keysValues(_ x: Tensor, positions: [Int]) -> (keys: Tensor, values: Tensor) {
+        let (b, t, hd) = (x.shape[0], x.shape[1], config.headDim)
+        let k = rope(kProj(x).reshaped([b, t, config.numKeyValueHeads, hd]), positions: positions, base: config.ropeTheta)
+        return (k, vProj(x).reshaped([b, t, config.numKeyValueHeads, hd]))
     }
 }
 
@@ -83,6 +89,13 @@ public final class TransformerBlock: Module {
         let h = x + selfAttn(inputLayernorm(x), positions: positions, mask: mask, cache: cache, layer: layer)
         return h + mlp(postAttentionLayernorm(h))
     }
+
+    /// Only what later positions read of x: its keys and values, appended to `cache` at `layer`.
+    /// The last layer of a cached prefix needs nothing else.
+    public func cacheKeysValues(_ x: Tensor, positions: [Int], cache: KVCache, layer: Int) {
+        let (k, v) = selfAttn.keysValues(inputLayernorm(x), positions: positions)
+        _ = cache.append(layer: layer, keys: k, values: v)
+    }
 }
 
 /// Keys and values of the positions decoded so far, per layer: [B, S, Hkv, D] each.
@@ -96,6 +109,24 @@ public final class KVCache {
 
     /// Positions cached so far.
     public var length: Int { keys.first??.shape[1] ?? 0 }
+    /// Sequences cached (0 while empty).
+    public var batch: Int { keys.first??.shape[0] ?? 0 }
+
+    /// A new cache whose row j·B + i is row i of this one, for j < `times`: K continuations of one
+    /// prefix in a batch. Differentiable, so the copies' gradients sum into the prefix's.
+    public func repeatingBatch(_ times: Int) -> KVCache {
+        let copy = KVCache(layers: keys.count)
+        guard times > 1 else {
+            (copy.keys, copy.values) = (keys, values)
+            return copy
+        }
+        let b = batch
+        let rows = (0..<(times * b)).map { $0 % b }
+        let repeated = { (x: Tensor) in gatherRows(x.reshaped([b, -1]), rows).reshaped([times * b] + x.shape.dropFirst()) }
+        copy.keys = keys.map { $0.map(repeated) }
+        copy.values = values.map { $0.map(repeated) }
+        return copy
+    }
 
     /// Appends this step's keys/values for `layer` and returns all of them.
     func append(layer: Int, keys k: Tensor, values v: Tensor) -> (Tensor, Tensor) {

@@ -55,6 +55,47 @@ final class InstructVLATests: XCTestCase {
         }
     }
 
+    /// The expert computes the context's keys and values once and runs only the action tokens
+    /// against them: the same velocity, and the same gradients, as one block-causal pass over
+    /// [context | actions], for one draw per sample and for rows repeating the context.
+    func testCachedContextEqualsOneBlockCausalPass() {
+        let vla = tinyModel(keypoints: 2, spatialReadout: true)
+        let expert = vla.actionModel
+        let inputs = inputs(vla)
+        let latents = param([2, 2, 8], seed: 13).detached()
+        let noisy = param([4, 3, 2], seed: 14).detached()
+        let times: [Float] = [0.1, 0.7, 0.4, 0.9]
+        let context = { expert.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio) }
+        let reference = { () -> Tensor in
+            let c = context()
+            let repeated = gatherRows(c.reshaped([2, -1]), [0, 1, 0, 1]).reshaped([4] + c.shape.dropFirst())
+            var h = concat([repeated, expert.actionEncoder(noisy, time: times)], axis: 1)
+            let length = h.shape[1]
+            for layer in expert.layers { h = layer(h, positions: Array(0..<length), mask: .blockCausal(groups: expert.groups)) }
+            let out = self.headOutput(expert, h.slice(axis: 1, (length - 3)..<length))
+            return out.reshaped([4, 3, 2])
+        }
+        let cached = { expert.velocity(prefix: expert.prefix(context: context()), noisyActions: noisy, time: times) }
+        assertClose(cached().toArray(), reference().toArray(), tol: 1e-5)
+        let checked = [expert.layers[0].selfAttn.kProj.weight, expert.layers[0].mlp.upProj.weight, expert.vision.embeddings.patchEmbedding.weight,
+                       expert.spatialReadout!.fc1.weight, expert.latentProjector.fc2.weight]
+        let weights = param([4, 3, 2], seed: 15).detached()
+        var gradients: [[Float]] = []
+        for forward in [cached, reference] {
+            for p in checked { p.grad = nil }
+            sum(forward() * weights).backward()
+            gradients.append(checked.flatMap { $0.grad!.toArray() })
+        }
+        assertClose(gradients[0], gradients[1], tol: 1e-5)
+    }
+
+    /// The action head over the final-normed action tokens [B, H, D].
+    func headOutput(_ expert: ActionExpert, _ h: Tensor) -> Tensor {
+        let b = h.shape[0]
+        let x = expert.norm(h).reshaped([b, -1])
+        return expert.actionHead[2](silu(expert.actionHead[1](silu(expert.actionHead[0](x)))))
+    }
+
     /// K flow draws per sample: the flow loss is the mean of K single-draw losses, draw j of each
     /// sample continuing its own generator after draw j - 1; the LM loss is unchanged; gradients
     /// through the shared context are those of the repeated rows summed.
