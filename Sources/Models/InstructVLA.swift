@@ -148,8 +148,8 @@ public final class InstructVLA: Module {
     }
 
     /// Stage-1 loss: flow matching on the normalised chunk `actions` [B, H, A] plus the LM loss, 1:1.
-    public func loss(_ inputs: ActionInputs, actions: Tensor, rng: inout RNG) -> (total: Tensor, flow: Tensor, language: Tensor) {
-        loss(inputs, actions: actions, sampleRNGs: (0..<actions.shape[0]).map { _ in rng.split() })
+    public func loss(_ inputs: ActionInputs, actions: Tensor, rng: inout RNG, flowSamples: Int = 1) -> (total: Tensor, flow: Tensor, language: Tensor) {
+        loss(inputs, actions: actions, sampleRNGs: (0..<actions.shape[0]).map { _ in rng.split() }, flowSamples: flowSamples)
     }
 
     /// The loss with sample i's flow-matching time and noise drawn from `sampleRNGs[i]`, so that a

@@ -34,9 +34,10 @@ final class InstructTuningTests: XCTestCase {
         task: pretrain-action
         model: {vlm: '\(vlmRun.path)', action_queries: 4, hidden_size: 16, num_layers: 1, num_heads: 2, intermediate_size: 32,
                 vision_patch_size: 8, vision_hidden_size: 8, vision_layers: 1, vision_heads: 2, vision_intermediate_size: 16,
-                vision_stem_channels: 4}
+                vision_stem_channels: 4, vision_spatial_readout: true}
         lora: {rank: 2}
-        data: {files: ['\(demos.path)/*-v3.hdf5'], horizon: 4}
+        flow: {samples: 2}
+        data: {files: ['\(demos.path)/*-v3.hdf5'], horizon: 4, repeats: {instruct-place-v3.hdf5: 2}}
         train: {steps: 4, batch_size: 4, learning_rate: 1.0e-2, save_every: 4, log_every: 1}
         """.write(to: stage1Recipe, atomically: true, encoding: .utf8)
         let stage1 = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: stage1Recipe, overrides: [], runDirectory: stage1Run, mode: .automatic)
@@ -56,6 +57,7 @@ final class InstructTuningTests: XCTestCase {
         router: {width: 8, depth: 3, dropout: 0.1}
         multimodal: {files: ['\(f.shapes.path)'], batch_size: 2}
         inference: {think_every: 3, max_response_tokens: 12}
+        flow: {samples: 2}
         data: {files: ['\(f.demos.path)/*-v3.hdf5'], horizon: 4}
         train: {steps: \(steps), batch_size: 4, learning_rate: 1.0e-2, save_every: 3, log_every: 1\(fullFinetune ? ", trainable: ['vlm.language_model.*']" : "")}
         """.write(to: url, atomically: true, encoding: .utf8)

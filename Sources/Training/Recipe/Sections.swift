@@ -72,3 +72,15 @@ public struct LoRASection: Codable, Sendable, Equatable {
 
     public var settings: LoRASettings { LoRASettings(rank: rank, alpha: Float(alpha > 0 ? alpha : 2 * Double(rank)), dropout: Float(dropout)) }
 }
+
+/// Flow matching (`flow:`): (time, noise) draws fitted per sample. The sample's LM pass, the
+/// expert's vision and its cached context run once; only the H action tokens run per draw.
+public struct FlowSection: Codable, Sendable, Equatable {
+    public var samples = 1
+
+    public init() {}
+
+    public func validate() throws {
+        guard samples >= 1 else { throw RecipeError("flow.samples: at least 1 (time, noise) draw per sample, got \(samples)") }
+    }
+}

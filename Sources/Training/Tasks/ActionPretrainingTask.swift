@@ -45,17 +45,11 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         public var gripperThreshold = 0.05
     }
 
-    public struct Flow: Codable, Sendable, Equatable {
-        /// (time, noise) draws fitted per sample: its LM and vision context is computed once and
-        /// only the expert's backbone runs K times.
-        public var samples = 1
-    }
-
     public var task = "pretrain-action"
     public var model = Model()
     public var lora = LoRASection()
     public var motion = Motion()
-    public var flow = Flow()
+    public var flow = FlowSection()
     public var data = EpisodeDataSection.cachingImageTokens
     public var train: TrainSection = {
         var train = TrainSection()
@@ -84,7 +78,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         }
         try lora.validate()
         guard (0...1).contains(motion.fraction), motion.window >= 1 else { throw RecipeError("motion: fraction in [0, 1], window >= 1") }
-        guard flow.samples >= 1 else { throw RecipeError("flow.samples: at least 1 (time, noise) draw per sample, got \(flow.samples)") }
+        try flow.validate()
     }
 
     var languageMotion: LanguageMotion {

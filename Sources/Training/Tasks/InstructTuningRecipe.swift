@@ -56,6 +56,7 @@ public struct InstructTuningRecipe: RecipeSchema {
     public var mix = Mix()
     public var multimodal = Multimodal()
     public var inference = Inference()
+    public var flow = FlowSection()
     public var data = EpisodeDataSection.cachingImageTokens
     public var train: TrainSection = {
         var train = TrainSection()
@@ -77,6 +78,7 @@ public struct InstructTuningRecipe: RecipeSchema {
             throw RecipeError("mix: plain, dialogue, context and rewriting must be >= 0 and sum to 1 (got \(parts.reduce(0, +))); motion in [0, 1]")
         }
         try lora.validate()
+        try flow.validate()
         guard router.width >= 1, router.depth >= 1, (0..<1).contains(router.dropout) else {
             throw RecipeError("router: width >= 1, depth >= 1, dropout in [0, 1)")
         }

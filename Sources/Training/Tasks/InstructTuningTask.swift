@@ -106,7 +106,7 @@ public final class InstructTuningTask: TrainingTask {
         let started = Date()
         let (inputs, roles, kinds) = inputs(batch)
         let dataSeconds = batch.waitSeconds + Date().timeIntervalSince(started)
-        let loss = vla.loss(inputs, actions: batch.actions, rng: &rng)
+        let loss = vla.loss(inputs, actions: batch.actions, rng: &rng, flowSamples: recipe.flow.samples)
         var metrics = ["flow_loss": Double(loss.flow.item()), "lm_loss": Double(loss.language.item())]
         if let scales = vla.lastScales, let head = vla.scaleHead {
             metrics.merge(Self.routing(scales, roles: roles, adapters: head.adapterNames)) { $1 }
