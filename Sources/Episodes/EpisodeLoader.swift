@@ -4,8 +4,11 @@ import Foundation
 
 /// A training batch, assembled straight into tensors.
 public struct EpisodeBatch {
-    /// [B, cameras, H, W, 3] in [0, 1].
+    /// [B, cameras, H, W, 3] in [0, 1], augmented when the loader augments.
     public var images: Tensor
+    /// The same frames unaugmented, when `images` are augmented (nil otherwise): what a frozen
+    /// encoder reads, so that its outputs can be cached per frame.
+    public var cleanImages: Tensor?
     /// [B, P], quantile-normalised.
     public var proprio: Tensor
     /// [B, horizon, A], quantile-normalised.
@@ -163,6 +166,7 @@ public final class EpisodeLoader: @unchecked Sendable {
         let cameras = dataset.layout.imageKeys.count
         let (h, w) = (dataset.imageShape[0], dataset.imageShape[1])
         let images = Tensor.zeros([b, cameras, h, w, 3])
+        let clean = options.augment ? Tensor.zeros([b, cameras, h, w, 3]) : nil
         var proprio: [Float] = [], actions: [Float] = [], mask: [Float] = [], instructions: [String] = []
         var frames: [(episode: Int, step: Int)] = []
         let picks = options.shard.take(b) { () -> (position: UInt64, episode: Int, step: Int) in
@@ -174,11 +178,12 @@ public final class EpisodeLoader: @unchecked Sendable {
             let sample = try dataset.sample(episode: episode, step: step, horizon: horizon)
             var rng = sampleRNG(seed: options.seed, position: position)
             for (c, image) in sample.images.enumerated() {
-                let out = images.pointer + ((i * cameras + c) * h * w * 3)
-                if options.augment {
-                    augmentation.apply(image, height: h, width: w, rng: &rng, into: out)
+                let offset = (i * cameras + c) * h * w * 3
+                if let clean {
+                    augmentation.apply(image, height: h, width: w, rng: &rng, into: images.pointer + offset)
+                    for j in 0..<image.count { clean.pointer[offset + j] = Float(image[j]) / 255 }
                 } else {
-                    for j in 0..<image.count { out[j] = Float(image[j]) / 255 }
+                    for j in 0..<image.count { images.pointer[offset + j] = Float(image[j]) / 255 }
                 }
             }
             proprio += sample.proprio
@@ -189,7 +194,7 @@ public final class EpisodeLoader: @unchecked Sendable {
         }
         NormStats.normalize(&proprio, stats.proprio)
         NormStats.normalize(&actions, stats.actions)
-        return EpisodeBatch(images: images, proprio: Tensor(proprio, shape: [b, p]), actions: Tensor(actions, shape: [b, horizon, a]),
+        return EpisodeBatch(images: images, cleanImages: clean, proprio: Tensor(proprio, shape: [b, p]), actions: Tensor(actions, shape: [b, horizon, a]),
                             actionMask: Tensor(mask, shape: [b, horizon]), instructions: instructions, frames: frames,
                             positions: picks.map(\.position), waitSeconds: 0)
     }

@@ -23,6 +23,9 @@ extension VLA {
         @Option(help: "Episodes per file.")
         var episodes = 30
 
+        @Option(help: "Only the episodes of this split (the files' mask/<split>, e.g. valid for held-out layouts); all episodes by default.")
+        var split: String?
+
         @Option(name: .shortAndLong, help: "Also write the results as JSON here.")
         var output: String?
 
@@ -36,7 +39,7 @@ extension VLA {
                 print("file".padding(toLength: 32, withPad: " ", startingAt: 0) + "  step  error  swapped_error  swap_change  spread")
                 for file in files {
                     for step in stepList {
-                        let r = try ImageSensitivity.probe(policy, file: file, step: step, episodes: episodes)
+                        let r = try ImageSensitivity.probe(policy, file: file, step: step, episodes: episodes, split: split)
                         results.append(r)
                         let name = URL(fileURLWithPath: file).lastPathComponent
                         print(name.padding(toLength: 32, withPad: " ", startingAt: 0)

@@ -141,6 +141,12 @@ final class EpisodeTests: XCTestCase {
         XCTAssertEqual(reference[0].actions.shape, [4, 3, 4])
         XCTAssertTrue(reference.allSatisfy { $0.actions.toArray().allSatisfy { abs($0) <= 1 } }, "actions normalised into [-1, 1]")
         XCTAssertTrue(reference[0].images.toArray().allSatisfy { $0 >= 0 && $0 <= 1 })
+        var first = EpisodeSampler(lengths: dataset.episodes.map(\.length), seed: 5)
+        let (e0, t0) = first.next()
+        let frame = try dataset.sample(episode: e0, step: t0, horizon: 3).images[0].map { Float($0) / 255 }
+        let clean = try XCTUnwrap(reference[0].cleanImages, "augmented batches carry the clean frames for frozen encoders")
+        XCTAssertEqual(Array(clean.toArray()[0..<frame.count]), frame)
+        XCTAssertNotEqual(Array(reference[0].images.toArray()[0..<frame.count]), frame, "the batch's images are augmented")
 
         let interrupted = try EpisodeLoader(dataset: dataset, stats: stats, options: options)
         for _ in 0..<3 { _ = try interrupted.next() }
@@ -161,6 +167,7 @@ final class EpisodeTests: XCTestCase {
         let (e, t) = sampler.next()
         let raw = try dataset.sample(episode: e, step: t, horizon: 3).images[0].map { Float($0) / 255 }
         XCTAssertEqual(Array(batch.images.toArray()[0..<raw.count]), raw, "augmentation off: pixels / 255")
+        XCTAssertNil(batch.cleanImages, "unaugmented images are the clean ones")
     }
 
     /// Files written here (zstd-compressed images) read back here and in h5py + hdf5plugin.

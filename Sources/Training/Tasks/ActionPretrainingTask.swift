@@ -134,7 +134,7 @@ public final class ActionPretrainingTask: TrainingTask {
                                   numQueries: recipe.model.actionQueries)
         vla = InstructVLA(vlm: stage0.vlm, expert: expert, lora: recipe.lora.settings, queryIds: prompt.queryIds, seed: UInt64(recipe.train.seed))
         vla.adapters.training = true
-        imageTokens = ImageTokenCache(vlm: vla.vlm, dataset: dataset, augmented: recipe.data.augment)
+        imageTokens = ImageTokenCache(vlm: vla.vlm, dataset: dataset)
         conversations = ConversationCache(prompt: prompt)
         motion = try MotionPhrases(recipe.languageMotion, dataset: dataset)
         // The tokenizer and stage-0 recipe travel with the run, so it can be served and exported alone
@@ -161,7 +161,7 @@ public final class ActionPretrainingTask: TrainingTask {
         let padded = examples.map { ChatTemplate.padded($0, to: length, tokenizer: prompt.tokenizer) }
         let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
         return ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
-                            imageTokens: imageTokens.frames(pixels, of: batch), pixels: pixels,
+                            imageTokens: imageTokens.frames(of: batch), pixels: pixels,
                             proprio: recipe.model.useProprio ? batch.proprio : nil)
     }
 

@@ -28,8 +28,10 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
 
     /// Probes `policy` at `step` of the first `episodes` episodes of `file` (shorter episodes use
     /// their last full chunk); images are swapped with the episode `episodes / 2` further on.
-    public static func probe(_ policy: ActionPolicy, file: String, step: Int, episodes: Int) throws -> ImageSensitivity {
-        let data = try EpisodeDataset(files: [file], layout: EpisodeDataSection().episodeLayout)
+    /// `split` ("train", "valid") takes the episodes of that robomimic mask only: the held-out ones
+    /// tell whether what the policy learnt of the image carries over to layouts it never saw.
+    public static func probe(_ policy: ActionPolicy, file: String, step: Int, episodes: Int, split: String? = nil) throws -> ImageSensitivity {
+        let data = try EpisodeDataset(files: [file], layout: EpisodeDataSection().episodeLayout, split: split)
         let n = min(episodes, data.episodes.count)
         guard n >= 2 else { throw EpisodeError("\(file): probing needs at least 2 episodes, it has \(data.episodes.count)") }
         let samples = try (0..<n).map { e in

@@ -56,7 +56,7 @@ public final class InstructTuningTask: TrainingTask {
         }
         motion = try MotionPhrases(stage1.recipe.languageMotion, dataset: dataset)
         mix = InstructMix(mix: recipe.mix, prompt: stage1.prompt)
-        imageTokens = ImageTokenCache(vlm: vla.vlm, dataset: dataset, augmented: recipe.data.augment)
+        imageTokens = ImageTokenCache(vlm: vla.vlm, dataset: dataset)
         conversations = ConversationCache(prompt: stage1.prompt)
 
         if recipe.multimodal.batchSize > 0 && !recipe.multimodal.files.isEmpty {
@@ -96,7 +96,7 @@ public final class InstructTuningTask: TrainingTask {
         let roles = examples.flatMap { $0.roles + Array(repeating: TokenRole.template, count: length - $0.roles.count) }
         let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
         let inputs = ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
-                                  imageTokens: imageTokens.frames(pixels, of: batch), pixels: pixels,
+                                  imageTokens: imageTokens.frames(of: batch), pixels: pixels,
                                   proprio: stage1.recipe.model.useProprio ? batch.proprio : nil)
         return (inputs, roles, kinds)
     }
