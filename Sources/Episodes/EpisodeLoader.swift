@@ -179,12 +179,9 @@ public final class EpisodeLoader: @unchecked Sendable {
             var rng = sampleRNG(seed: options.seed, position: position)
             for (c, image) in sample.images.enumerated() {
                 let offset = (i * cameras + c) * h * w * 3
-                if let clean {
-                    augmentation.apply(image, height: h, width: w, rng: &rng, into: images.pointer + offset)
-                    for j in 0..<image.count { clean.pointer[offset + j] = Float(image[j]) / 255 }
-                } else {
-                    for j in 0..<image.count { images.pointer[offset + j] = Float(image[j]) / 255 }
-                }
+                let plain = (clean ?? images).pointer + offset
+                for j in 0..<image.count { plain[j] = Float(image[j]) / 255 }
+                if clean != nil { augmentation.apply(image, height: h, width: w, rng: &rng, into: images.pointer + offset) }
             }
             proprio += sample.proprio
             actions += sample.actions
