@@ -59,6 +59,8 @@ def parse_args(argv):
     p.add_argument("--serve", metavar="MODEL", help="start `VLA serve MODEL` (a run folder or export bundle) on a free "
                                                    "local port for this evaluation, and stop it afterwards")
     p.add_argument("--vla", default=os.path.join(REPO, ".build", "release", "vla"), help="the vla executable for --serve")
+    p.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                   help="one more argument for `vla serve` (repeatable), e.g. --serve-arg=--noise-scale=0")
     p.add_argument("--tasks", default="mt10", help="mt10 (default), mt50, or a comma list such as reach-v3,push")
     p.add_argument("--episodes", type=int, default=20, help="per task (default 20)")
     p.add_argument("--max-steps", type=int, default=200, help="per episode, 1..500 (default 200)")
@@ -102,6 +104,8 @@ def parse_args(argv):
         p.error("--temporal-ensemble M must be a finite number")
     if a.policy == "expert" and (a.execute is not None or a.temporal_ensemble is not None):
         p.error("--execute and --temporal-ensemble apply to --policy server only")
+    if a.serve_arg and not a.serve:
+        p.error("--serve-arg applies to --serve only")
     if a.connect_timeout <= 0 or a.request_timeout <= 0:
         p.error("timeouts must be > 0")
     a.out = a.out or os.path.join("eval-results", time.strftime("%Y%m%d-%H%M%S-") + a.policy)
@@ -597,13 +601,13 @@ class Run:
 class served:
     """`vla serve MODEL --port 0` for the duration of a `with` block; yields the port it bound."""
 
-    def __init__(self, vla, model, log_path, timeout=300):
+    def __init__(self, vla, model, log_path, extra_args=(), timeout=300):
         if not os.access(vla, os.X_OK):
             raise ServerProblem(f"no vla executable at {vla} (build it: swift build -c release --product vla)")
         os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
         self.log_path, self.timeout = log_path, timeout
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([vla, "serve", model, "--port", "0"], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([vla, "serve", model, "--port", "0", *extra_args], stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self):
         deadline = time.monotonic() + self.timeout
@@ -634,7 +638,7 @@ def main(argv=None):
     if not args.serve:
         return evaluate(args)
     try:
-        with served(args.vla, args.serve, os.path.join(args.out, "server.log")) as port:
+        with served(args.vla, args.serve, os.path.join(args.out, "server.log"), args.serve_arg) as port:
             args.port = port
             return evaluate(args)
     except ServerProblem as e:

@@ -14,17 +14,22 @@ public final class ModelPolicy: Policy {
     let think: Bool
     /// Flow-matching noise: a fixed seed makes a served episode reproducible request for request.
     var rng: RNG
+    /// Multiplies that noise (1: the trained distribution; 0: every chunk from the noise's mean).
+    let noiseScale: Float
     var thoughts: ThoughtCache
 
     /// - Parameter think: answer in words before acting; nil follows the model's recipe (stage 2: yes).
-    public init(contentsOf folder: URL, seed: UInt64, think: Bool? = nil) throws {
+    public init(contentsOf folder: URL, seed: UInt64, noiseScale: Float = 1, think: Bool? = nil) throws {
+        precondition(noiseScale >= 0 && noiseScale.isFinite, "ModelPolicy: noise scale \(noiseScale) must be finite and at least 0")
         policy = try ActionPolicy(contentsOf: folder)
         self.think = think ?? policy.thinksByDefault
         thoughts = ThoughtCache(every: policy.instruct?.inference.thinkEvery ?? 1)
         name = policy.instruct == nil ? "instructvla-stage1" : "instructvla-stage2"
         schema = ObservationSchema(imageHeight: policy.imageSize, imageWidth: policy.imageSize, stateDim: policy.proprioDim)
         rng = RNG(seed: seed)
+        self.noiseScale = noiseScale
         var extra: [String: MsgPackValue] = ["weights": .string(policy.source.path), "noise_seed": .int(Int64(seed)),
+                                             "noise_scale": .float(Double(noiseScale)),
                                              "stage": .string(policy.stage), "think": .bool(self.think)]
         if self.think { extra["think_every"] = .int(Int64(thoughts.every)) }
         if let camera = policy.camera { extra["camera"] = .string(camera) }
@@ -37,13 +42,13 @@ public final class ModelPolicy: Policy {
     public func infer(_ observation: Observation) throws -> PolicyOutput {
         guard think else {
             return PolicyOutput(actions: try policy.act(image: observation.images[0], proprio: observation.state,
-                                                        instruction: observation.prompt, rng: &rng))
+                                                        instruction: observation.prompt, rng: &rng, noiseScale: noiseScale))
         }
         let thought = try thoughts.thought(for: observation.prompt) {
             try policy.respond(image: observation.images[0], instruction: observation.prompt)
         }
         let actions = try policy.act(image: observation.images[0], proprio: observation.state, instruction: observation.prompt,
-                                     response: thought.ids, rng: &rng)
+                                     response: thought.ids, rng: &rng, noiseScale: noiseScale)
         return PolicyOutput(actions: actions, text: thought.text, extra: ["thought_age": .int(Int64(thought.age))])
     }
 }

@@ -26,6 +26,9 @@ extension VLA {
         @Option(help: "Seed of the flow-matching noise (a fixed seed makes a served episode reproducible).")
         var seed: UInt64 = 0
 
+        @Option(help: "Scale of that noise: 1 samples the trained distribution; 0 starts every chunk from the noise's mean (deterministic).")
+        var noiseScale: Float = 1
+
         @Option(help: "Action chunk length returned by --replay.")
         var horizon = 8
 
@@ -43,11 +46,12 @@ extension VLA {
             guard (model == nil) != replay.isEmpty else {
                 throw ValidationError("say what to serve: a run folder or export bundle, or --replay FILES (not both)")
             }
+            guard noiseScale >= 0 && noiseScale.isFinite else { throw ValidationError("--noise-scale must be a finite number of at least 0, got \(noiseScale)") }
             guard (1...4096).contains(maxMessageMib) else { throw ValidationError("--max-message-mib must be in 1...4096") }
             let policy: Policy
             do {
                 if let model {
-                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed, think: thinking.think)
+                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed, noiseScale: noiseScale, think: thinking.think)
                 } else {
                     policy = try ReplayPolicy(files: try EpisodeDataSection.expand(replay, key: "--replay"), horizon: horizon)
                 }

@@ -118,15 +118,21 @@ final class ActionPretrainingTests: XCTestCase {
 
         let dataset = try EpisodeDataset(files: [try Self.fixture.get().demos.appendingPathComponent("reach-v3.hdf5").path], layout: .metaworld)
         let sample = try dataset.sample(episode: 0, step: 5, horizon: 1)
-        func act(_ policy: ActionPolicy, seed: UInt64) throws -> [Float] {
+        func act(_ policy: ActionPolicy, seed: UInt64, noiseScale: Float = 1) throws -> [Float] {
             var rng = RNG(seed: seed)
-            return try policy.act(image: sample.images[0], proprio: sample.proprio, instruction: sample.instruction, rng: &rng)
+            return try policy.act(image: sample.images[0], proprio: sample.proprio, instruction: sample.instruction, rng: &rng,
+                                  noiseScale: noiseScale)
         }
         let a = try act(fromRun, seed: 3)
         XCTAssertEqual(a.count, fromRun.horizon * fromRun.actionDim)
         XCTAssertTrue(a.allSatisfy(\.isFinite))
         XCTAssertEqual(try act(fromBundle, seed: 3), a, "the bundle must reproduce the run's actions exactly")
         XCTAssertNotEqual(try act(fromBundle, seed: 4), a, "another noise seed gives another sample")
+        let fromMean = try fromRun.act(image: sample.images[0], proprio: sample.proprio, instruction: sample.instruction,
+                                       noise: Array(repeating: 0, count: a.count))
+        XCTAssertEqual(try act(fromBundle, seed: 3, noiseScale: 0), fromMean, "noise scale 0 starts the flow at the noise's mean")
+        XCTAssertEqual(try act(fromBundle, seed: 4, noiseScale: 0), fromMean, "so the seed no longer matters")
+        XCTAssertNotEqual(fromMean, a)
         XCTAssertEqual(fromBundle.camera, "corner4")
 
         let weights = bundle.appendingPathComponent("model.safetensors")

@@ -106,11 +106,13 @@ public final class ActionPolicy {
 
     /// The un-normalised action chunk (horizon × actionDim, row-major) for one observation.
     /// `image` is HWC uint8 (top row first), `proprio` in the environment's units; the flow starts
-    /// from noise drawn from `rng`. With `response` (from `respond`), the model acts after saying it,
-    /// as in stage 2's thinking mode; without, the plain command is answered by the queries.
-    public func act(image: [UInt8], proprio: [Float], instruction: String, response: [Int32]? = nil, rng: inout RNG) throws -> [Float] {
+    /// from noise drawn from `rng`, times `noiseScale` (0 starts every chunk from the mean of the
+    /// noise, which makes the policy deterministic). With `response` (from `respond`), the model acts
+    /// after saying it, as in stage 2's thinking mode; without, the plain command is answered by the queries.
+    public func act(image: [UInt8], proprio: [Float], instruction: String, response: [Int32]? = nil, rng: inout RNG,
+                    noiseScale: Float = 1) throws -> [Float] {
         try act(image: image, proprio: proprio, instruction: instruction, response: response,
-                noise: (0..<(horizon * actionDim)).map { _ in rng.normal() })
+                noise: (0..<(horizon * actionDim)).map { _ in noiseScale * rng.normal() })
     }
 
     /// As `act(…rng:)`, with the flow started from the given noise (horizon × actionDim values).
