@@ -44,6 +44,8 @@ public final class InstructVLA: Module {
     /// The router's λ of the last forward, [B, T, adapters] row-major, for logging (plain floats: a
     /// Tensor property would be taken for a parameter).
     public private(set) var lastScales: [Float]?
+    /// Every token gets λ = 1/adapters and the scale head is not run (stage 2's router warmup).
+    public var uniformRouting = false
 
     /// Wraps a trained VLM: freezes it, attaches the action LoRA and makes the query rows trainable.
     public init(vlm: VisionLanguageModel, expert: ActionExpertConfig, lora: LoRASettings, queryIds: [Int32], seed: UInt64) {
@@ -112,10 +114,17 @@ public final class InstructVLA: Module {
     func routed(embeddings: Tensor, base baseCache: KVCache? = nil, adaptedCache: KVCache? = nil,
                 _ adapted: (KVCache?) -> Tensor) -> Tensor {
         guard let scaleHead, adapters.enabled else { return adapted(adaptedCache) }
-        adapters.enabled = false
-        let base = withoutGrad { vlm.languageModel.hiddenStates(embeddings: embeddings, cache: baseCache) }
-        adapters.enabled = true
-        let scales = scaleHead(base, training: adapters.training, rng: &adapters.rng)
+        let scales: Tensor
+        if uniformRouting {
+            precondition(baseCache == nil, "InstructVLA: uniform routing is for training, not cached generation")
+            let (b, t, n) = (embeddings.shape[0], embeddings.shape[1], scaleHead.adapterNames.count)
+            scales = Tensor.full([b, t, n], 1 / Float(n))
+        } else {
+            adapters.enabled = false
+            let base = withoutGrad { vlm.languageModel.hiddenStates(embeddings: embeddings, cache: baseCache) }
+            adapters.enabled = true
+            scales = scaleHead(base, training: adapters.training, rng: &adapters.rng)
+        }
         lastScales = scales.toArray()
         scaleHead.route(scales, into: adapters)
         defer { adapters.gates = [:] }

@@ -111,6 +111,7 @@ public final class Trainer {
             }
             let started = Date()
             optimizer.zeroGrad()
+            task.willTrain(step: state.step)
             var stepLoss = 0.0, samples = 0, dataSeconds = 0.0
             var extra: [String: Double] = [:]
             for _ in 0..<train.gradientAccumulation {

@@ -23,10 +23,15 @@ public protocol TrainingTask: AnyObject {
     /// default). Stage 2 interleaves its multimodal VQA batches this way, as the paper's code does.
     /// Its metrics are logged under "aux/".
     func auxiliaryLoss() throws -> MicroBatch?
+
+    /// Called before the micro-batches of update `step` (0-based, also after a resume), for
+    /// schedules a task keeps itself. The default does nothing.
+    func willTrain(step: Int)
 }
 
 extension TrainingTask {
     public func auxiliaryLoss() throws -> MicroBatch? { nil }
+    public func willTrain(step: Int) {}
 }
 
 public struct MicroBatch {

@@ -64,8 +64,9 @@ final class InstructTuningTests: XCTestCase {
         return url
     }
 
-    func train(_ recipe: URL, in folder: URL, stopAt: Int? = nil, before: ((InstructTuningTask) -> Void)? = nil) throws -> (InstructTuningTask, [(step: Int, values: [String: Double])]) {
-        let prepared = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: [], runDirectory: folder, mode: .automatic)
+    func train(_ recipe: URL, in folder: URL, overrides: [String] = [], stopAt: Int? = nil,
+               before: ((InstructTuningTask) -> Void)? = nil) throws -> (InstructTuningTask, [(step: Int, values: [String: Double])]) {
+        let prepared = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: overrides, runDirectory: folder, mode: .automatic)
         let task = try InstructTuningTask(prepared.recipe, run: prepared.run)
         before?(task)
         let trainer = Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock, log: { _ in })
@@ -121,6 +122,24 @@ final class InstructTuningTests: XCTestCase {
         _ = try train(url, in: root.appendingPathComponent("resumed"), stopAt: 3)
         let (_, resumed) = try train(url, in: root.appendingPathComponent("resumed"))
         XCTAssertEqual(resumed.compactMap { $0.values["loss"] } as [Double], losses, "resumed run must repeat the uninterrupted one")
+    }
+
+    /// `router.warmup_steps`: until then every token gets λ = 1/2 and the scale head does not move,
+    /// while the language LoRA already trains from B = 0.
+    func testRouterWarmupHoldsTheHeadAndGivesBothAdaptersHalf() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2warm-\(UUID().uuidString.prefix(8))")
+        var initial: [String: [Float]] = [:]
+        let (task, records) = try train(try recipe("stage2"), in: root, overrides: ["router.warmup_steps=6"]) { task in
+            for (name, p) in task.vla.namedParameters() { initial[name] = p.toArray() }
+        }
+        for (name, p) in task.vla.namedParameters() where name.hasPrefix("scale_head.") {
+            XCTAssertEqual(p.toArray(), initial[name]!, "\(name) must not train during the warmup")
+        }
+        let languageB = "vlm.language_model.model.layers.0.self_attn.q_proj.lora_B.language.weight"
+        XCTAssertNotEqual(task.vla.namedParameters().first { $0.0 == languageB }!.1.toArray(), initial[languageB]!)
+        let logged = records.compactMap { $0.values["router/query/language"] }
+        XCTAssertEqual(logged.count, 6)
+        XCTAssertTrue(logged.allSatisfy { $0 == 0.5 }, "\(logged)")
     }
 
     /// Over many draws the text kinds follow the recipe's mix; samples without annotations fall back

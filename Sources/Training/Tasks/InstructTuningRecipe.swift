@@ -19,6 +19,11 @@ public struct InstructTuningRecipe: RecipeSchema {
         public var width = 32
         public var depth = 4
         public var dropout = 0.2
+        /// Updates at the start during which every token gets λ = 1/2 and the head does not train (0:
+        /// the paper's recipe). The language LoRA starts at B = 0, so a router trained from the first
+        /// update learns to give the trained action LoRA everything, and the language LoRA, whose
+        /// gradient scales with its λ, then hardly learns (at MT10 scale: λ 0.006 on response tokens).
+        public var warmupSteps = 0
     }
     /// What each robot sample's text is (§2.2): fractions of plain commands, a caption/QA turn before
     /// the command, context creation and command rewriting (the last two answered, then acted on).
@@ -79,8 +84,8 @@ public struct InstructTuningRecipe: RecipeSchema {
         }
         try lora.validate()
         try flow.validate()
-        guard router.width >= 1, router.depth >= 1, (0..<1).contains(router.dropout) else {
-            throw RecipeError("router: width >= 1, depth >= 1, dropout in [0, 1)")
+        guard router.width >= 1, router.depth >= 1, (0..<1).contains(router.dropout), router.warmupSteps >= 0 else {
+            throw RecipeError("router: width >= 1, depth >= 1, dropout in [0, 1), warmup_steps >= 0")
         }
         guard multimodal.batchSize >= 0 else { throw RecipeError("multimodal.batch_size: >= 0 (0: no multimodal batches)") }
         guard inference.thinkEvery >= 1, inference.maxResponseTokens >= 1 else {

@@ -101,6 +101,9 @@ public final class InstructTuningTask: TrainingTask {
         return (inputs, roles, kinds)
     }
 
+    /// The router warmup: uniform λ for the first `router.warmup_steps` updates.
+    public func willTrain(step: Int) { vla.uniformRouting = step < recipe.router.warmupSteps }
+
     public func trainingLoss() throws -> MicroBatch {
         let batch = try loader.next()
         let started = Date()
