@@ -1,4 +1,5 @@
 import Checkpoint
+@testable import Episodes
 import Foundation
 import Models
 import TestSupport
@@ -60,6 +61,17 @@ final class VLMTaskTests: XCTestCase {
         XCTAssertEqual(a, b)
         XCTAssertEqual(a.perType.values.map(\.total).reduce(0, +), 20)
         XCTAssertEqual(Set(a.perType.keys).isSubset(of: ["color", "shape", "count", "position", "exists"]), true)
+    }
+
+    /// Greedy answers get room for the longest answer of the split and its end token: a list of the
+    /// instruct scene's objects takes far more than the 8 tokens answers once had, and was never scored right.
+    func testAnswerBudgetFitsTheLongestAnswer() throws {
+        let long = "a red apple, a yellow sponge, a purple screwdriver and an orange toy block"
+        let tokenizer = try BPETokenizer.train(corpus: ["yes", "no", long], vocabularySize: 280)
+        let examples = [VQAExample(question: "is it red?", answer: "yes", type: "exists"),
+                        VQAExample(question: "what objects are on the table?", answer: long, type: "instruct_objects")]
+        XCTAssertGreaterThan(tokenizer.encode(long).count, 8)
+        XCTAssertEqual(VQAScore.answerTokens(examples, tokenizer: tokenizer), tokenizer.encode(long).count + 1)
     }
 
     /// The tiny recipe itself, as shipped (Recipes/tiny/vlm.yaml), on freshly generated tiny data:

@@ -179,11 +179,12 @@ public final class VLMTask: TrainingTask {
         var score = VQAScore(split: split)
         let stop = tokenizer.id(of: ChatTemplate.imEnd)!
         var rng = RNG(seed: 0)
+        let budget = VQAScore.answerTokens(data.examples, tokenizer: tokenizer)
         for i in 0..<min(limit ?? data.examples.count, data.examples.count) {
             let e = data.examples[i]
             let (images, _, _) = try batch(data, [i])
             let prompt = tokenizer.encode(template.prompt(question: e.question, withImage: true))
-            let answer = vlm.generate(prompt: prompt, image: images, maxNewTokens: 8, stop: [stop], rng: &rng)
+            let answer = vlm.generate(prompt: prompt, image: images, maxNewTokens: budget, stop: [stop], rng: &rng)
             let text = tokenizer.decode(answer.filter { $0 != stop }).trimmingCharacters(in: .whitespacesAndNewlines)
             score.add(type: e.type, correct: text == e.answer)
         }
@@ -220,6 +221,12 @@ public struct VQAScore: Codable, Sendable, Equatable {
     public var perType: [String: Count] = [:]
 
     enum CodingKeys: String, CodingKey { case split, perType = "per_type", accuracy }
+
+    /// New tokens greedy answers may take: the split's longest answer and the end-of-turn token, so
+    /// that no answer is scored wrong for want of room (a longer output is wrong either way).
+    static func answerTokens(_ examples: [VQAExample], tokenizer: BPETokenizer) -> Int {
+        1 + (examples.map { tokenizer.encode($0.answer).count }.max() ?? 0)
+    }
 
     public init(split: String) { self.split = split }
 

@@ -30,11 +30,12 @@ public enum VQAEvaluation {
         let data = try VQADataset(files: EpisodeDataSection.expand(vlmRecipe.data.files, key: "vlm_recipe.yaml data.files"), split: split)
         let imEnd = policy.prompt.tokenizer.id(of: ChatTemplate.imEnd)!
         var score = VQAScore(split: split)
+        let budget = VQAScore.answerTokens(data.examples, tokenizer: policy.prompt.tokenizer)
         for i in 0..<min(limit ?? data.examples.count, data.examples.count) {
             let e = data.examples[i]
             let pixels = try data.pixels([i])
             let prompt = policy.prompt.tokenized(Conversation([Conversation.Turn(user: e.question, answer: "", queries: false)]), open: true).ids
-            let answer = policy.vla.generate(prompt: prompt, imageTokens: withoutGrad { policy.vla.vlm.imageTokens(pixels) }, maxNewTokens: 8, stop: [imEnd])
+            let answer = policy.vla.generate(prompt: prompt, imageTokens: withoutGrad { policy.vla.vlm.imageTokens(pixels) }, maxNewTokens: budget, stop: [imEnd])
             let text = policy.prompt.tokenizer.decode(answer.filter { $0 != imEnd }).trimmingCharacters(in: .whitespacesAndNewlines)
             score.add(type: e.type, correct: text == e.answer)
         }
