@@ -8,6 +8,13 @@ at the start and end of an episode, from the task's success), whether the puck i
 one-line caption. Train questions come from the files' mask/train demos, test questions from
 mask/valid demos, so test layouts never appear in training.
 
+Meta-World-Instruct frames (instruct-place-v3) get general knowledge about their objects instead, the
+stand-in for what a pretrained VLM knows from the web: the objects on the table, their colours, which object is
+of a kind, shape or use, and where things can be put. Kinds, shapes and uses come from both lexicons
+of ../metaworld/phrasings.json: stage 2's robot annotations use only the train lexicon and the
+evaluation phrasings use the eval one, so it is this stage-0 knowledge that lets a model read "the
+beverage" as the soda can. No instruction template or context of phrasings.json appears here.
+
     python scene_qa.py --episodes 'Datasets/metaworld-mt10/*.hdf5' --out Datasets/metaworld-mt10/scene_qa.hdf5
 
 Output layout as generate_shapes.py: /<split>/images (N,H,W,3) uint8 zstd, /<split>/qa JSON strings.
@@ -21,6 +28,10 @@ import sys
 import h5py
 import hdf5plugin
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "metaworld"))
+from annotate import PHRASINGS, instruct_facts, listing, with_article  # noqa: E402
+from instruct_scene import TASK as INSTRUCT_TASK  # noqa: E402
 
 OBJECT = {"reach-v3": "puck", "push-v3": "puck", "pick-place-v3": "puck", "door-open-v3": "door", "drawer-open-v3": "drawer",
           "drawer-close-v3": "drawer", "button-press-topdown-v3": "button", "peg-insert-side-v3": "peg",
@@ -57,19 +68,61 @@ def question(kind, f):
             "caption": "describe the scene."}[kind]
 
 
+def knowledge(f, kind, rng):
+    """A (question, answer) about the instruct scene of facts f; lexicon words from either split."""
+    lex = PHRASINGS["lexicon"][("train", "eval")[int(rng.integers(2))]]
+    thing = f.things[int(rng.integers(len(f.things)))]
+    if kind == "objects":
+        return "what objects are on the table?", listing([with_article(t.display) for t in f.things])
+    if kind == "colour":
+        return f"what colour is the {thing.name}?", thing.colour
+    if kind == "kind":
+        return f"which object is {with_article(lex[thing.name]['category'])}?", f"the {thing.display}"
+    if kind == "shape":
+        return f"which object is shaped like {with_article(lex[thing.name]['shape'])}?", f"the {thing.display}"
+    if kind == "use":
+        return f"which object is for {lex[thing.name]['use']}?", f"the {thing.display}"
+    if kind == "place":
+        place = f.targets[int(rng.integers(len(f.targets)))]
+        return f"which place to put things on is {place.colour}?", f"the {place.display}"
+    if kind == "put":
+        places = sorted(t.display for t in f.targets)
+        return f"where can you put the {thing.name}?", f"on the {places[0]} or the {places[1]}"
+    raise KeyError(kind)
+
+
+KNOWLEDGE = ("objects", "colour", "kind", "shape", "use", "place", "put")
+# Frames of the first part of an instruct episode only, before the goal object moves.
+KNOWLEDGE_FRAMES = 0.2
+
+
+def collect_instruct(demo, per_demo, rng):
+    f = instruct_facts(json.loads(demo.attrs["scene"]))
+    frames = demo["obs/agentview_rgb"]
+    last = max(1, int(KNOWLEDGE_FRAMES * len(frames)))
+    out = []
+    for kind in rng.permutation(KNOWLEDGE)[:per_demo]:
+        q, a = knowledge(f, str(kind), rng)
+        out.append((frames[int(rng.integers(last))], json.dumps({"question": q, "answer": a, "type": f"instruct_{kind}"})))
+    return out
+
+
 def collect(files, split, per_demo, rng):
     images, qa = [], []
     for path in files:
         with h5py.File(path, "r") as h:
             task = h["data"].attrs["task"]
             task = task.decode() if isinstance(task, bytes) else str(task)
-            if task == "instruct-place-v3":
-                continue  # Meta-World-Instruct: its questions come with the VLA-IT annotations (metaworld/annotate.py)
-            if task not in OBJECT:
-                sys.exit(f"{path}: task {task} has no scene vocabulary (MT10 tasks only)")
+            if task not in OBJECT and task != INSTRUCT_TASK:
+                sys.exit(f"{path}: task {task} has no scene vocabulary (MT10 and {INSTRUCT_TASK} only)")
             names = [n.decode() for n in h[f"mask/{split}"][()]]
             for name in names:
                 demo = h[f"data/{name}"]
+                if task == INSTRUCT_TASK:
+                    for image, item in collect_instruct(demo, per_demo, rng):
+                        images.append(image)
+                        qa.append(item)
+                    continue
                 states, frames = demo["obs/env_state"][()], demo["obs/agentview_rgb"]
                 length = len(states)
                 # Start and end frames (where articulation state is known) plus random ones between.
@@ -93,9 +146,10 @@ def main():
     files = sorted(glob.glob(args.episodes))
     if not files:
         sys.exit(f"--episodes: '{args.episodes}' matches no file (run make data first)")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = f"{args.out}.tmp-{os.getpid()}"
     with h5py.File(tmp, "w") as out:
-        out.attrs.update(generator="scene_qa.py 1.0", seed=args.seed, sources=json.dumps([os.path.basename(f) for f in files]))
+        out.attrs.update(generator="scene_qa.py 1.1", seed=args.seed, sources=json.dumps([os.path.basename(f) for f in files]))
         for split, seed in [("train", args.seed), ("test", args.seed + 1)]:
             images, qa = collect(files, "train" if split == "train" else "valid", args.per_demo, np.random.default_rng(seed))
             g = out.create_group(split)

@@ -2,7 +2,9 @@
 simulator's ground truth, independently of annotate.py's own reasoning.
 
 IN {"dir"} -> OUT {"problems": [...], "demos": n, "annotations": {category: n}, "eval_phrasings_checked": n,
-                  "success_rate": {task: rate}, "instruction_files": [...]}
+                  "success_rate": {task: rate}, "instruction_files": [...], "knowledge": {type: n}}
+Also checks the stage-0 scene-QA file (Datasets/vqa/scene_qa.py) of the same episodes: its instruct-scene
+knowledge answers against the scene, and that no eval phrasing occurs in it either.
 An empty "problems" list means every check passed; each problem names the file, demo and entry.
 """
 import json
@@ -169,6 +171,51 @@ class Checker:
                 self.expect(answer == "none", at, f"wrong count {answer}")
 
 
+def check_knowledge(check, qa_file, scenes):
+    """Stage-0 knowledge about instruct scenes: each answer names the scene's one thing that fits, with the
+    lexicon words of either split; returns the count per question type."""
+    counts = {}
+    by_lexicon = {}
+    for lex in (TRAIN_LEX, EVAL_LEX):
+        for name, words in lex.items():
+            for field in ("category", "shape", "use"):
+                if field in words:
+                    by_lexicon.setdefault((field, words[field]), set()).add(name)
+    with h5py.File(qa_file, "r") as h:
+        items = [json.loads(x) for split in ("train", "test") for x in h[f"{split}/qa"][()]]
+    for q in items:
+        kind = q["type"]
+        if not kind.startswith("instruct_"):
+            continue
+        counts[kind] = counts.get(kind, 0) + 1
+        where = f"scene_qa {q['question']!r}"
+        # Any scene of the set: the fixture's question carries no demo id, so the answer must fit one of them.
+        fits = []
+        for scene in scenes:
+            objects = {o["name"]: o["display_name"] for o in scene["objects"]}
+            colours = {o["name"]: o["colour"] for o in scene["objects"]}
+            targets = sorted(t["display_name"] for t in scene["targets"])
+            m = re.fullmatch(r"which object is (?:a|an) (.+)\?|which object is shaped like (?:a|an) (.+)\?|which object is for (.+)\?",
+                             q["question"])
+            if m:
+                field, word = next((f, w) for f, w in zip(("category", "shape", "use"), m.groups()) if w)
+                names = by_lexicon.get((field, word), set()) & set(objects)
+                fits.append(len(names) == 1 and q["answer"] == f"the {objects[names.pop()]}")
+            elif m := re.fullmatch(r"what colour is the (.+)\?", q["question"]):
+                fits.append(colours.get(m.group(1)) == q["answer"])
+            elif m := re.fullmatch(r"which place to put things on is (.+)\?", q["question"]):
+                fits.append(q["answer"] in {f"the {t}" for t in targets if t.startswith(m.group(1) + " ")})
+            elif q["question"] == "what objects are on the table?":
+                fits.append(all(d in q["answer"] for d in objects.values()) and q["answer"].count(",") == len(objects) - 2)
+            elif m := re.fullmatch(r"where can you put the (.+)\?", q["question"]):
+                fits.append(m.group(1) in objects and q["answer"] == f"on the {targets[0]} or the {targets[1]}")
+            else:
+                check.expect(False, where, f"unknown question type {kind}")
+                break
+        check.expect(any(fits), where, f"answer {q['answer']!r} fits none of the scenes")
+    return counts
+
+
 def training_texts(files):
     texts, per_demo = [], []
     for path in files:
@@ -268,12 +315,23 @@ def main(inp, outp):
     for kind, templates in PHRASINGS["qa"]["eval"].items():
         check.expect(not set(templates) & set(PHRASINGS["qa"]["train"][kind]), f"qa {kind}", "shared template")
     files_checked = check_instruction_files(check, train_texts)
+    qa_file = os.path.join(spec["dir"], "scene_qa.hdf5")
+    subprocess.run([sys.executable, os.path.join(ROOT, "Datasets", "vqa", "scene_qa.py"), "--episodes", os.path.join(out_dir, "*-v3.hdf5"),
+                    "--out", qa_file, "--per-demo", "7"], check=True, capture_output=True)
+    scenes = [json.loads(attrs["scene"]) for path, _, attrs, _, _ in demos if path.endswith("instruct-place-v3.hdf5")]
+    knowledge = check_knowledge(check, qa_file, scenes)
+    with h5py.File(qa_file, "r") as h:
+        stage0_texts = [t.lower() for split in ("train", "test") for x in h[f"{split}/qa"][()]
+                        for t in json.loads(x).values()]
+    for p in held_out:
+        check.expect(not any(p in t for t in stage0_texts), "eval phrasing", f"{p!r} occurs in the stage-0 scene QA")
     card = json.load(open(os.path.join(out_dir, "dataset_card.json")))
     for key in ("annotations", "instruct_scene"):
         check.expect(key in card, "dataset_card.json", f"has no {key!r} section")
     json.dump({"problems": check.problems, "demos": len(demos), "annotations": counts,
                "eval_phrasings_checked": len(held_out), "instruction_files": files_checked,
-               "success_rate": {t: c["scripted_success_rate"] for t, c in card["tasks"].items()}}, open(outp, "w"))
+               "success_rate": {t: c["scripted_success_rate"] for t, c in card["tasks"].items()}, "knowledge": knowledge},
+              open(outp, "w"))
 
 
 if __name__ == "__main__":
