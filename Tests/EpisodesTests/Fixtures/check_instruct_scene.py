@@ -171,9 +171,9 @@ class Checker:
                 self.expect(answer == "none", at, f"wrong count {answer}")
 
 
-def check_knowledge(check, qa_file, scenes):
-    """Stage-0 knowledge about instruct scenes: each answer names the scene's one thing that fits, with the
-    lexicon words of either split; returns the count per question type."""
+def check_knowledge(check, items, scenes):
+    """Stage-0 knowledge about instruct scenes (`items`: the scene-QA file's entries): each answer names the
+    scene's one thing that fits, with the lexicon words of either split; returns the count per question type."""
     counts = {}
     by_lexicon = {}
     for lex in (TRAIN_LEX, EVAL_LEX):
@@ -181,8 +181,6 @@ def check_knowledge(check, qa_file, scenes):
             for field in ("category", "shape", "use"):
                 if field in words:
                     by_lexicon.setdefault((field, words[field]), set()).add(name)
-    with h5py.File(qa_file, "r") as h:
-        items = [json.loads(x) for split in ("train", "test") for x in h[f"{split}/qa"][()]]
     for q in items:
         kind = q["type"]
         if not kind.startswith("instruct_"):
@@ -319,10 +317,10 @@ def main(inp, outp):
     subprocess.run([sys.executable, os.path.join(ROOT, "Datasets", "vqa", "scene_qa.py"), "--episodes", os.path.join(out_dir, "*-v3.hdf5"),
                     "--out", qa_file, "--per-demo", "7"], check=True, capture_output=True)
     scenes = [json.loads(attrs["scene"]) for path, _, attrs, _, _ in demos if path.endswith("instruct-place-v3.hdf5")]
-    knowledge = check_knowledge(check, qa_file, scenes)
     with h5py.File(qa_file, "r") as h:
-        stage0_texts = [t.lower() for split in ("train", "test") for x in h[f"{split}/qa"][()]
-                        for t in json.loads(x).values()]
+        stage0 = [json.loads(x) for split in ("train", "test") for x in h[f"{split}/qa"][()]]
+    knowledge = check_knowledge(check, stage0, scenes)
+    stage0_texts = [t.lower() for q in stage0 for t in q.values()]
     for p in held_out:
         check.expect(not any(p in t for t in stage0_texts), "eval phrasing", f"{p!r} occurs in the stage-0 scene QA")
     card = json.load(open(os.path.join(out_dir, "dataset_card.json")))
