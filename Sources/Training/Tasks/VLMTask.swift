@@ -176,19 +176,12 @@ public final class VLMTask: TrainingTask {
     public func exactMatch(split: String, limit: Int? = nil) throws -> VQAScore {
         let data = split == recipe.data.testSplit ? test : split == recipe.data.trainSplit ? train : try VQADataset(
             files: EpisodeDataSection.expand(recipe.data.files, key: "data.files"), split: split)
-        var score = VQAScore(split: split)
-        let stop = tokenizer.id(of: ChatTemplate.imEnd)!
         var rng = RNG(seed: 0)
-        let budget = VQAScore.answerTokens(data.examples, tokenizer: tokenizer)
-        for i in 0..<min(limit ?? data.examples.count, data.examples.count) {
-            let e = data.examples[i]
+        return try VQAScore.exactMatch(data, split: split, limit: limit, tokenizer: tokenizer) { i, budget, stop in
             let (images, _, _) = try batch(data, [i])
-            let prompt = tokenizer.encode(template.prompt(question: e.question, withImage: true))
-            let answer = vlm.generate(prompt: prompt, image: images, maxNewTokens: budget, stop: [stop], rng: &rng)
-            let text = tokenizer.decode(answer.filter { $0 != stop }).trimmingCharacters(in: .whitespacesAndNewlines)
-            score.add(type: e.type, correct: text == e.answer)
+            let prompt = tokenizer.encode(template.prompt(question: data.examples[i].question, withImage: true))
+            return vlm.generate(prompt: prompt, image: images, maxNewTokens: budget, stop: [stop], rng: &rng)
         }
-        return score
     }
 
     public func save(into state: inout TrainerState) { sampler.save(into: &state) }
@@ -219,8 +212,10 @@ public struct VQAScore: Codable, Sendable, Equatable {
     public struct Count: Codable, Sendable, Equatable { public var correct = 0, total = 0 }
     public var split: String
     public var perType: [String: Count] = [:]
+    /// What the model answered, per example in split order, to read beside the data's answers.
+    public var answers: [String] = []
 
-    enum CodingKeys: String, CodingKey { case split, perType = "per_type", accuracy }
+    enum CodingKeys: String, CodingKey { case split, perType = "per_type", accuracy, answers }
 
     /// New tokens greedy answers may take: the split's longest answer and the end-of-turn token, so
     /// that no answer is scored wrong for want of room (a longer output is wrong either way).
@@ -229,6 +224,22 @@ public struct VQAScore: Codable, Sendable, Equatable {
     }
 
     public init(split: String) { self.split = split }
+
+    /// Exact match of greedy answers on `data`'s first `limit` examples: `answer(i, budget, stop)`
+    /// generates example i's answer with at most `budget` new tokens, stopping at `stop` (the
+    /// end-of-turn token), for whichever model is being scored.
+    static func exactMatch(_ data: VQADataset, split: String, limit: Int?, tokenizer: BPETokenizer,
+                           answer: (_ index: Int, _ budget: Int, _ stop: Int32) throws -> [Int32]) throws -> VQAScore {
+        var score = VQAScore(split: split)
+        let stop = tokenizer.id(of: ChatTemplate.imEnd)!
+        let budget = answerTokens(data.examples, tokenizer: tokenizer)
+        for i in 0..<min(limit ?? data.examples.count, data.examples.count) {
+            let text = tokenizer.decode(try answer(i, budget, stop).filter { $0 != stop }).trimmingCharacters(in: .whitespacesAndNewlines)
+            score.add(type: data.examples[i].type, correct: text == data.examples[i].answer)
+            score.answers.append(text)
+        }
+        return score
+    }
 
     mutating func add(type: String, correct: Bool) {
         perType[type, default: Count()].total += 1
@@ -245,11 +256,13 @@ public struct VQAScore: Codable, Sendable, Equatable {
         try c.encode(split, forKey: .split)
         try c.encode(accuracy, forKey: .accuracy)
         try c.encode(perType, forKey: .perType)
+        try c.encode(answers, forKey: .answers)
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         split = try c.decode(String.self, forKey: .split)
         perType = try c.decode([String: Count].self, forKey: .perType)
+        answers = try c.decodeIfPresent([String].self, forKey: .answers) ?? []
     }
 }

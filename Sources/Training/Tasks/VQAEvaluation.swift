@@ -28,17 +28,11 @@ public enum VQAEvaluation {
         let policy = try ActionPolicy(contentsOf: runFolder)
         let vlmRecipe = try RecipeValidator.read(runFolder.appendingPathComponent("vlm_recipe.yaml"), as: VLMRecipe.self, hint: "a stage-1/2 run folder")
         let data = try VQADataset(files: EpisodeDataSection.expand(vlmRecipe.data.files, key: "vlm_recipe.yaml data.files"), split: split)
-        let imEnd = policy.prompt.tokenizer.id(of: ChatTemplate.imEnd)!
-        var score = VQAScore(split: split)
-        let budget = VQAScore.answerTokens(data.examples, tokenizer: policy.prompt.tokenizer)
-        for i in 0..<min(limit ?? data.examples.count, data.examples.count) {
-            let e = data.examples[i]
+        let prompt = policy.prompt
+        return try VQAScore.exactMatch(data, split: split, limit: limit, tokenizer: prompt.tokenizer) { i, budget, stop in
             let pixels = try data.pixels([i])
-            let prompt = policy.prompt.tokenized(Conversation([Conversation.Turn(user: e.question, answer: "", queries: false)]), open: true).ids
-            let answer = policy.vla.generate(prompt: prompt, imageTokens: withoutGrad { policy.vla.vlm.imageTokens(pixels) }, maxNewTokens: budget, stop: [imEnd])
-            let text = policy.prompt.tokenizer.decode(answer.filter { $0 != imEnd }).trimmingCharacters(in: .whitespacesAndNewlines)
-            score.add(type: e.type, correct: text == e.answer)
+            let ids = prompt.tokenized(Conversation([Conversation.Turn(user: data.examples[i].question, answer: "", queries: false)]), open: true).ids
+            return policy.vla.generate(prompt: ids, imageTokens: withoutGrad { policy.vla.vlm.imageTokens(pixels) }, maxNewTokens: budget, stop: [stop])
         }
-        return score
     }
 }
