@@ -107,6 +107,60 @@ final class ActionPretrainingTests: XCTestCase {
         XCTAssertThrowsError(try ImageSensitivity.probe(policy, file: file, step: 0, episodes: 1))
     }
 
+    /// `model.proprio_dims: [3]` (the gripper only): the expert reads that one column in training and
+    /// serving, while the served observation keeps the dataset's whole proprio vector.
+    func testProprioDimsPickTheColumnsTheExpertReads() throws {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1dims-\(UUID().uuidString.prefix(8))")
+        let prepared = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: try Self.fixture.get().recipe,
+                                            overrides: ["model.proprio_dims=[3]", "train.steps=2"], runDirectory: run, mode: .automatic)
+        let task = try ActionPretrainingTask(prepared.recipe, run: prepared.run)
+        XCTAssertEqual(task.vla.actionModel.proprioProjector?.fc1.weight.shape[1], 1)
+        _ = try Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock, log: { _ in }).run()
+
+        let policy = try ActionPolicy(contentsOf: run)
+        XCTAssertEqual(policy.proprioDim, 4, "the observation schema is the dataset's")
+        let dataset = try EpisodeDataset(files: [try Self.fixture.get().demos.appendingPathComponent("push-v3.hdf5").path], layout: .metaworld)
+        let sample = try dataset.sample(episode: 0, step: 5, horizon: 1)
+        let noise = Array(repeating: Float(0), count: policy.horizon * policy.actionDim)
+        func act(_ proprio: [Float]) throws -> [Float] {
+            try policy.act(image: sample.images[0], proprio: proprio, instruction: sample.instruction, noise: noise)
+        }
+        let a = try act(sample.proprio)
+        var moved = sample.proprio
+        moved[0] += 0.1; moved[2] -= 0.05
+        XCTAssertEqual(try act(moved), a, "the end-effector position is not read")
+        var gripper = sample.proprio
+        gripper[3] = sample.proprio[3] > 0.5 ? 0 : 1
+        XCTAssertNotEqual(try act(gripper), a, "the gripper is")
+
+        var model = ActionPretrainingRecipe.Model()
+        model.proprioDims = [1, 1]
+        XCTAssertThrowsError(try model.expertProprioDim(4)) { XCTAssertTrue("\($0)".contains("model.proprio_dims"), "\($0)") }
+        model.proprioDims = [4]
+        XCTAssertThrowsError(try model.expertProprioDim(4))
+        model.useProprio = false
+        XCTAssertEqual(try model.expertProprioDim(4), 0)
+        XCTAssertNil(model.expertProprio(Tensor([1, 2, 3, 4], shape: [1, 4])))
+    }
+
+    /// `vla eval --vqa` of a stage-1 run answers through the whole VLA (adapters on). While the action
+    /// LoRA is still a no-op (B = 0, one step at a negligible learning rate) it must score exactly as
+    /// the stage-0 VLM does through its own generation path.
+    func testStage1VQAScoresAsTheStage0VLMWhileTheAdapterIsANoOp() throws {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1vqa-\(UUID().uuidString.prefix(8))")
+        let recipe = try Self.fixture.get().recipe
+        let prepared = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: recipe, overrides: ["train.steps=1", "train.learning_rate=1e-20"],
+                                            runDirectory: run, mode: .automatic)
+        _ = try Trainer(train: prepared.recipe.train, task: try ActionPretrainingTask(prepared.recipe, run: prepared.run), run: prepared.run,
+                        lock: prepared.lock, log: { _ in }).run()
+        let stage1 = try VQAEvaluation.run(runFolder: run, split: "test", limit: 12)
+        let stage0 = try VQAEvaluation.run(runFolder: recipe.deletingLastPathComponent().appendingPathComponent("vlm"), split: "test", limit: 12)
+        XCTAssertEqual(stage1.perType.values.map(\.total).reduce(0, +), 12)
+        XCTAssertEqual(stage1.answers.count, 12)
+        XCTAssertFalse(stage1.answers.allSatisfy(\.isEmpty), "the model says something")
+        XCTAssertEqual(stage1, stage0, "the same answers, word for word")
+    }
+
     func testExportedBundleActsExactlyLikeTheRunAndRejectsTampering() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1export-\(UUID().uuidString.prefix(8))")
         let run = root.appendingPathComponent("run")

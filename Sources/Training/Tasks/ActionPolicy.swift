@@ -63,7 +63,7 @@ public final class ActionPolicy {
         camera = observation["camera"] as? String
         let vlm = vlmRecipe.makeModel(tokenizer: tokenizer)
         prompt = try ActionPrompt(template: ChatTemplate(imageTokens: vlm.tokensPerImage), tokenizer: tokenizer, numQueries: recipe.model.actionQueries)
-        let expert = recipe.expertConfig(imageSize: imageSize, latentSize: vlmRecipe.model.hiddenSize,
+        let expert = try recipe.expertConfig(imageSize: imageSize, latentSize: vlmRecipe.model.hiddenSize,
                                          proprioDim: stats.schema.proprioDim, actionDim: stats.schema.actionDim)
         vla = InstructVLA(vlm: vlm, expert: expert, lora: recipe.lora.settings, queryIds: prompt.queryIds, seed: UInt64(recipe.train.seed))
         instruct?.addMixture(to: vla)
@@ -128,7 +128,7 @@ public final class ActionPolicy {
         }
         let inputs = ActionInputs(ids: ids, targets: Array(repeating: -100, count: ids.count), length: ids.count,
                                   imageTokens: withoutGrad { vla.vlm.imageTokens(pixels) }, pixels: pixels,
-                                  proprio: recipe.model.useProprio ? state : nil)
+                                  proprio: recipe.model.expertProprio(state))
         var actions = vla.predictActions(inputs, noise: Tensor(noise, shape: [1, horizon, actionDim])).toArray()
         NormStats.unnormalize(&actions, stats.actions)
         return actions

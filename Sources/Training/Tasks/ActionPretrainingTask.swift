@@ -36,6 +36,28 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         public var visionSpatialReadout = false
         /// A proprio token (end-effector position and gripper) in the expert's input.
         public var useProprio = true
+        /// Which dimensions of the dataset's proprio vector that token reads (empty: all of them).
+        /// In scripted demonstrations the end effector's first millimetres of motion give away the
+        /// action ("copycat" inputs), so a policy can fit the data from them without reading the image.
+        public var proprioDims: [Int] = []
+
+        /// What the expert reads of a proprio batch [B, P]: nothing without `use_proprio`, else the
+        /// `proprio_dims` columns.
+        func expertProprio(_ proprio: Tensor?) -> Tensor? {
+            guard useProprio, let proprio else { return nil }
+            guard !proprioDims.isEmpty else { return proprio }
+            let (b, p) = (proprio.shape[0], proprio.shape[1])
+            return Tensor((0..<b).flatMap { i in proprioDims.map { proprio.pointer[i * p + $0] } }, shape: [b, proprioDims.count])
+        }
+
+        /// The width of the expert's proprio input for a dataset's `datasetDim` proprio values.
+        func expertProprioDim(_ datasetDim: Int) throws -> Int {
+            guard useProprio else { return 0 }
+            guard proprioDims.allSatisfy({ (0..<datasetDim).contains($0) }), Set(proprioDims).count == proprioDims.count else {
+                throw RecipeError("model.proprio_dims: \(proprioDims) must be distinct indices below the data's \(datasetDim) proprio values")
+            }
+            return proprioDims.isEmpty ? datasetDim : proprioDims.count
+        }
     }
     public struct Motion: Codable, Sendable, Equatable {
         /// Fraction of samples whose answer starts with the language-motion phrase.
@@ -85,7 +107,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         LanguageMotion(window: motion.window, positionThreshold: Float(motion.positionThreshold), gripperThreshold: Float(motion.gripperThreshold))
     }
 
-    func expertConfig(imageSize: Int, latentSize: Int, proprioDim: Int, actionDim: Int) -> ActionExpertConfig {
+    func expertConfig(imageSize: Int, latentSize: Int, proprioDim: Int, actionDim: Int) throws -> ActionExpertConfig {
         var backbone = TransformerConfig(hiddenSize: model.hiddenSize, numHeads: model.numHeads, numKeyValueHeads: model.numHeads,
                                          intermediateSize: model.intermediateSize, ropeTheta: 1000, attentionBias: false)
         backbone.rmsNormEps = 1e-6
@@ -93,7 +115,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
                                   numLayers: model.visionLayers, numHeads: model.visionHeads, intermediateSize: model.visionIntermediateSize)
         vision.stemChannels = model.visionStemChannels
         var config = ActionExpertConfig(backbone: backbone, numLayers: model.numLayers, vision: vision, latentSize: latentSize,
-                                        numQueries: model.actionQueries, proprioDim: model.useProprio ? proprioDim : 0,
+                                        numQueries: model.actionQueries, proprioDim: try model.expertProprioDim(proprioDim),
                                         actionDim: actionDim, horizon: data.horizon)
         config.mergePatches = model.visionMergePatches
         config.keypoints = model.visionKeypoints
@@ -128,7 +150,7 @@ public final class ActionPretrainingTask: TrainingTask {
             throw RecipeError("model.vision_patch_size: \(recipe.model.visionPatchSize) must divide the \(dataset.imageShape[0]) px frames" +
                               (recipe.model.visionMergePatches ? " into an even grid (vision_merge_patches merges 2×2 patches)" : ""))
         }
-        let expert = recipe.expertConfig(imageSize: dataset.imageShape[0], latentSize: stage0.recipe.model.hiddenSize,
+        let expert = try recipe.expertConfig(imageSize: dataset.imageShape[0], latentSize: stage0.recipe.model.hiddenSize,
                                          proprioDim: dataset.proprioDim, actionDim: dataset.actionDim)
         prompt = try ActionPrompt(template: ChatTemplate(imageTokens: stage0.vlm.tokensPerImage), tokenizer: stage0.tokenizer,
                                   numQueries: recipe.model.actionQueries)
@@ -162,7 +184,7 @@ public final class ActionPretrainingTask: TrainingTask {
         let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
         return ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
                             imageTokens: imageTokens.frames(of: batch), pixels: pixels,
-                            proprio: recipe.model.useProprio ? batch.proprio : nil)
+                            proprio: recipe.model.expertProprio(batch.proprio))
     }
 
     public func trainingLoss() throws -> MicroBatch {

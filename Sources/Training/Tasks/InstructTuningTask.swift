@@ -97,7 +97,7 @@ public final class InstructTuningTask: TrainingTask {
         let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
         let inputs = ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
                                   imageTokens: imageTokens.frames(of: batch), pixels: pixels,
-                                  proprio: stage1.recipe.model.useProprio ? batch.proprio : nil)
+                                  proprio: stage1.recipe.model.expertProprio(batch.proprio))
         return (inputs, roles, kinds)
     }
 
