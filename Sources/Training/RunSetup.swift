@@ -52,7 +52,11 @@ public enum RunSetup {
         var notes: [String] = []
         if resuming, let savedText = try? String(contentsOf: recipeFile, encoding: .utf8) {
             let saved = try parseYAML(savedText, source: recipeFile.path)
-            let before = flatten(saved), after = flatten(resolved)
+            // A key added to the schema after the run was saved takes its default, which keeps the old
+            // behaviour, so a run saved without it still resumes. (A saved key the schema no longer
+            // knows leaves the tree as it was, and shows up below as a change.)
+            let savedResolved = (try? RecipeValidator.resolve(saved, as: R.self, source: recipeFile.path).resolved) ?? saved
+            let before = flatten(savedResolved), after = flatten(resolved)
             let changed = Set(before.keys).union(after.keys).filter { before[$0] != after[$0] }.sorted()
             let forbidden = changed.filter { !TrainSection.resumableChanges.contains($0) }
             guard forbidden.isEmpty else {

@@ -133,14 +133,24 @@ final class ActionPretrainingTests: XCTestCase {
         gripper[3] = sample.proprio[3] > 0.5 ? 0 : 1
         XCTAssertNotEqual(try act(gripper), a, "the gripper is")
 
-        var model = ActionPretrainingRecipe.Model()
-        model.proprioDims = [1, 1]
-        XCTAssertThrowsError(try model.expertProprioDim(4)) { XCTAssertTrue("\($0)".contains("model.proprio_dims"), "\($0)") }
-        model.proprioDims = [4]
-        XCTAssertThrowsError(try model.expertProprioDim(4))
-        model.useProprio = false
-        XCTAssertEqual(try model.expertProprioDim(4), 0)
-        XCTAssertNil(model.expertProprio(Tensor([1, 2, 3, 4], shape: [1, 4])))
+        var recipe = prepared.recipe
+        let batch = Tensor((1...8).map(Float.init), shape: [2, 4])
+        recipe.model.proprioDims = [3, 0]
+        XCTAssertEqual(recipe.model.expertProprio(batch)?.toArray(), [4, 1, 8, 5], "columns 3 and 0 of each row")
+        recipe.model.proprioDims = []
+        XCTAssertEqual(recipe.model.expertProprio(batch)?.toArray(), batch.toArray())
+        recipe.model.proprioDims = [4]
+        XCTAssertThrowsError(try recipe.model.expertProprioDim(4)) { XCTAssertTrue("\($0)".contains("model.proprio_dims"), "\($0)") }
+        for dims in [[1, 1], [-1]] {
+            recipe.model.proprioDims = dims
+            XCTAssertThrowsError(try recipe.validate()) { XCTAssertTrue("\($0)".contains("model.proprio_dims"), "\($0)") }
+        }
+        recipe.model.proprioDims = [3]
+        recipe.model.useProprio = false
+        XCTAssertThrowsError(try recipe.validate()) { XCTAssertTrue("\($0)".contains("needs use_proprio"), "\($0)") }
+        recipe.model.proprioDims = []
+        XCTAssertEqual(try recipe.model.expertProprioDim(4), 0)
+        XCTAssertNil(recipe.model.expertProprio(batch))
     }
 
     /// `vla eval --vqa` of a stage-1 run answers through the whole VLA (adapters on). While the action

@@ -143,6 +143,15 @@ final class RecipeTests: XCTestCase {
         XCTAssertTrue(prepared.resuming)
         XCTAssertEqual(prepared.notes, ["resuming with train.steps changed: 4 -> 6"])
         XCTAssertTrue(try String(contentsOf: runDir.appendingPathComponent("recipe.yaml"), encoding: .utf8).contains("steps: 6"))
+        prepared.lock.release()
+        // A run saved by an older version, before a key existed, resumes: the key takes its default.
+        let savedRecipe = runDir.appendingPathComponent("recipe.yaml")
+        let withoutKey = try String(contentsOf: savedRecipe, encoding: .utf8).split(separator: "\n").filter { !$0.contains("num_heads:") }
+        XCTAssertEqual(withoutKey.count, try String(contentsOf: savedRecipe, encoding: .utf8).split(separator: "\n").count - 1)
+        try (withoutKey.joined(separator: "\n") + "\n").write(to: savedRecipe, atomically: true, encoding: .utf8)
+        prepared = try RunSetup.prepare(SequenceLMRecipe.self, recipe: url, overrides: ["train.steps=6"], runDirectory: runDir, mode: .automatic)
+        XCTAssertTrue(prepared.resuming)
+        XCTAssertEqual(prepared.notes, [])
         // The folder is locked while a prepared run holds it.
         XCTAssertThrowsError(try RunSetup.prepare(SequenceLMRecipe.self, recipe: url, overrides: [], runDirectory: runDir, mode: .automatic)) {
             XCTAssertTrue("\($0)".contains("is training in this run folder"), "\($0)")

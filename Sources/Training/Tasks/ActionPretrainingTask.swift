@@ -46,15 +46,15 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         func expertProprio(_ proprio: Tensor?) -> Tensor? {
             guard useProprio, let proprio else { return nil }
             guard !proprioDims.isEmpty else { return proprio }
-            let (b, p) = (proprio.shape[0], proprio.shape[1])
-            return Tensor((0..<b).flatMap { i in proprioDims.map { proprio.pointer[i * p + $0] } }, shape: [b, proprioDims.count])
+            let (b, p, values) = (proprio.shape[0], proprio.shape[1], proprio.toArray())
+            return Tensor((0..<b).flatMap { i in proprioDims.map { values[i * p + $0] } }, shape: [b, proprioDims.count])
         }
 
         /// The width of the expert's proprio input for a dataset's `datasetDim` proprio values.
         func expertProprioDim(_ datasetDim: Int) throws -> Int {
             guard useProprio else { return 0 }
-            guard proprioDims.allSatisfy({ (0..<datasetDim).contains($0) }), Set(proprioDims).count == proprioDims.count else {
-                throw RecipeError("model.proprio_dims: \(proprioDims) must be distinct indices below the data's \(datasetDim) proprio values")
+            guard proprioDims.allSatisfy({ $0 < datasetDim }) else {
+                throw RecipeError("model.proprio_dims: \(proprioDims) indexes past the data's \(datasetDim) proprio values")
             }
             return proprioDims.isEmpty ? datasetDim : proprioDims.count
         }
@@ -89,6 +89,10 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         try data.validate()
         guard !model.vlm.isEmpty else { throw RecipeError("model.vlm: give the stage-0 run folder (e.g. Checkpoints/tiny/vlm)") }
         guard model.visionKeypoints >= 0 else { throw RecipeError("model.vision_keypoints: >= 0 (0: no spatial-softmax token)") }
+        guard model.useProprio || model.proprioDims.isEmpty else { throw RecipeError("model.proprio_dims: needs use_proprio: true") }
+        guard model.proprioDims.allSatisfy({ $0 >= 0 }), Set(model.proprioDims).count == model.proprioDims.count else {
+            throw RecipeError("model.proprio_dims: \(model.proprioDims) must be distinct indices (0-based) into the data's proprio vector")
+        }
         guard model.actionQueries >= 1 else { throw RecipeError("model.action_queries: at least 1") }
         guard model.hiddenSize % model.numHeads == 0, model.visionHiddenSize % model.visionHeads == 0 else {
             throw RecipeError("model: hidden_size must divide by num_heads, vision_hidden_size by vision_heads")
