@@ -30,9 +30,10 @@ final class ActionPretrainingTests: XCTestCase {
         return Fixture(recipe: recipe, demos: demos)
     }
 
-    /// Trains (or resumes) the 6-step run in `folder`, stopped by a SIGTERM after `stopAt` steps if given.
-    func train(in folder: URL, stopAt: Int? = nil, before: ((ActionPretrainingTask) -> Void)? = nil) throws -> (ActionPretrainingTask, [Double]) {
-        let prepared = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: try Self.fixture.get().recipe, overrides: [],
+    /// Trains (or resumes) the 6-step run in `folder`, with the recipe `overrides`, stopped by a SIGTERM after `stopAt` steps if given.
+    func train(in folder: URL, overrides: [String] = [], stopAt: Int? = nil,
+               before: ((ActionPretrainingTask) -> Void)? = nil) throws -> (ActionPretrainingTask, [Double]) {
+        let prepared = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: try Self.fixture.get().recipe, overrides: overrides,
                                             runDirectory: folder, mode: .automatic)
         let task = try ActionPretrainingTask(prepared.recipe, run: prepared.run)
         before?(task)
@@ -111,11 +112,8 @@ final class ActionPretrainingTests: XCTestCase {
     /// serving, while the served observation keeps the dataset's whole proprio vector.
     func testProprioDimsPickTheColumnsTheExpertReads() throws {
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1dims-\(UUID().uuidString.prefix(8))")
-        let prepared = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: try Self.fixture.get().recipe,
-                                            overrides: ["model.proprio_dims=[3]", "train.steps=2"], runDirectory: run, mode: .automatic)
-        let task = try ActionPretrainingTask(prepared.recipe, run: prepared.run)
+        let (task, _) = try train(in: run, overrides: ["model.proprio_dims=[3]", "train.steps=2"])
         XCTAssertEqual(task.vla.actionModel.proprioProjector?.fc1.weight.shape[1], 1)
-        _ = try Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock, log: { _ in }).run()
 
         let policy = try ActionPolicy(contentsOf: run)
         XCTAssertEqual(policy.proprioDim, 4, "the observation schema is the dataset's")
@@ -133,7 +131,7 @@ final class ActionPretrainingTests: XCTestCase {
         gripper[3] = sample.proprio[3] > 0.5 ? 0 : 1
         XCTAssertNotEqual(try act(gripper), a, "the gripper is")
 
-        var recipe = prepared.recipe
+        var recipe = task.recipe
         let batch = Tensor((1...8).map(Float.init), shape: [2, 4])
         recipe.model.proprioDims = [3, 0]
         XCTAssertEqual(recipe.model.expertProprio(batch)?.toArray(), [4, 1, 8, 5], "columns 3 and 0 of each row")
@@ -158,13 +156,10 @@ final class ActionPretrainingTests: XCTestCase {
     /// the stage-0 VLM does through its own generation path.
     func testStage1VQAScoresAsTheStage0VLMWhileTheAdapterIsANoOp() throws {
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1vqa-\(UUID().uuidString.prefix(8))")
-        let recipe = try Self.fixture.get().recipe
-        let prepared = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: recipe, overrides: ["train.steps=1", "train.learning_rate=1e-20"],
-                                            runDirectory: run, mode: .automatic)
-        _ = try Trainer(train: prepared.recipe.train, task: try ActionPretrainingTask(prepared.recipe, run: prepared.run), run: prepared.run,
-                        lock: prepared.lock, log: { _ in }).run()
+        _ = try train(in: run, overrides: ["train.steps=1", "train.learning_rate=1e-20"])
         let stage1 = try VQAEvaluation.run(runFolder: run, split: "test", limit: 12)
-        let stage0 = try VQAEvaluation.run(runFolder: recipe.deletingLastPathComponent().appendingPathComponent("vlm"), split: "test", limit: 12)
+        let stage0Run = try Self.fixture.get().recipe.deletingLastPathComponent().appendingPathComponent("vlm")
+        let stage0 = try VQAEvaluation.run(runFolder: stage0Run, split: "test", limit: 12)
         XCTAssertEqual(stage1.perType.values.map(\.total).reduce(0, +), 12)
         XCTAssertEqual(stage1.answers.count, 12)
         XCTAssertFalse(stage1.answers.allSatisfy(\.isEmpty), "the model says something")

@@ -146,8 +146,9 @@ final class RecipeTests: XCTestCase {
         prepared.lock.release()
         // A run saved by an older version, before a key existed, resumes: the key takes its default.
         let savedRecipe = runDir.appendingPathComponent("recipe.yaml")
-        let withoutKey = try String(contentsOf: savedRecipe, encoding: .utf8).split(separator: "\n").filter { !$0.contains("num_heads:") }
-        XCTAssertEqual(withoutKey.count, try String(contentsOf: savedRecipe, encoding: .utf8).split(separator: "\n").count - 1)
+        let savedLines = try String(contentsOf: savedRecipe, encoding: .utf8).split(separator: "\n")
+        let withoutKey = savedLines.filter { !$0.contains("num_heads:") }
+        XCTAssertEqual(withoutKey.count, savedLines.count - 1)
         try (withoutKey.joined(separator: "\n") + "\n").write(to: savedRecipe, atomically: true, encoding: .utf8)
         prepared = try RunSetup.prepare(SequenceLMRecipe.self, recipe: url, overrides: ["train.steps=6"], runDirectory: runDir, mode: .automatic)
         XCTAssertTrue(prepared.resuming)
