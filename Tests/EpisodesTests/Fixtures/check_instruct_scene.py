@@ -287,6 +287,7 @@ def main(inp, outp):
     check = Checker()
     train_texts, demos = training_texts(files)
     facts_list, counts = [], {c: 0 for c in annotate.CATEGORIES}
+    starts = []  # the instruct scene's first hand positions: drawn per episode, so the arm's motion names no goal
     for path, name, attrs, entries, states in demos:
         where = f"{os.path.basename(path)} {name}"
         task = os.path.basename(path)[:-5]
@@ -298,12 +299,18 @@ def main(inp, outp):
         if task == "instruct-place-v3":
             scene = json.loads(attrs["scene"])
             check.instruct_demo(where, scene, attrs["language_instruction"], entries, states[0])
+            starts.append(np.asarray(states[0][:3]))
+            box = np.array([instruct_scene.HAND_X, instruct_scene.HAND_Y, instruct_scene.HAND_Z])
+            check.expect(bool(np.all((starts[-1] >= box[:, 0] - 0.01) & (starts[-1] <= box[:, 1] + 0.01))), where,
+                         f"the hand starts at {starts[-1].round(3).tolist()}, outside the start box {box.tolist()}")
             facts_list.append(annotate.instruct_facts(scene))
         else:
             instruction = INSTRUCTIONS[task]
             layout = json.loads(attrs["layout"])
             check.mt10_demo(where, task, layout, instruction, entries, states)
             facts_list.append(annotate.mt10_facts(task, layout, instruction))
+    check.expect(len(starts) >= 2 and min(np.linalg.norm(p - q) for i, p in enumerate(starts) for q in starts[i + 1:]) > 0.01,
+                 "instruct-place-v3", f"the hand starts at the same place in several episodes: {[p.round(3).tolist() for p in starts]}")
     # Held-out wordings: no eval phrasing, filled in for these very episodes, occurs in any training text.
     held_out = eval_phrasings(facts_list)
     for p in held_out:
