@@ -10,10 +10,12 @@ mask/valid demos, so test layouts never appear in training.
 
 Meta-World-Instruct frames (instruct-place-v3) get general knowledge about their objects instead, the
 stand-in for what a pretrained VLM knows from the web: the objects on the table, their colours, which object is
-of a kind, shape or use, and where things can be put. Kinds, shapes and uses come from both lexicons
-of ../metaworld/phrasings.json: stage 2's robot annotations use only the train lexicon and the
-evaluation phrasings use the eval one, so it is this stage-0 knowledge that lets a model read "the
-beverage" as the soda can. No instruction template or context of phrasings.json appears here.
+of a kind, shape or use, where things can be put, and which of the two places is on the left or right and
+closer to or farther from the robot. Kinds, shapes, uses and the spatial words ("on the left" and "left-hand",
+"robot" and "arm") come from both splits of ../metaworld/phrasings.json: stage 2's robot annotations use only
+the train split and the evaluation phrasings use the eval one, so it is this stage-0 knowledge that lets a
+model read "the beverage" as the soda can and "the left-hand plate" as the plate on the left. No instruction
+template and no situation of context creation appears here: the held-out situations stay unseen.
 
     python scene_qa.py --episodes 'Datasets/metaworld-mt10/*.hdf5' --out Datasets/metaworld-mt10/scene_qa.hdf5
 
@@ -30,7 +32,7 @@ import hdf5plugin
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "metaworld"))
-from annotate import PHRASINGS, instruct_facts, listing, with_article  # noqa: E402
+from annotate import PHRASINGS, ROBOT_MARGIN, TARGET_SIDE_MARGIN, instruct_facts, listing, nearer_of, side_of, with_article  # noqa: E402
 from instruct_scene import TASK as INSTRUCT_TASK  # noqa: E402
 
 OBJECT = {"reach-v3": "puck", "push-v3": "puck", "pick-place-v3": "puck", "door-open-v3": "door", "drawer-open-v3": "drawer",
@@ -69,8 +71,10 @@ def question(kind, f):
 
 
 def knowledge(f, kind, rng):
-    """A (question, answer) about the instruct scene of facts f; lexicon words from either split."""
-    lex = PHRASINGS["lexicon"][("train", "eval")[int(rng.integers(2))]]
+    """A (question, answer) about the instruct scene of facts f, with words from either split; None where the
+    scene cannot answer it (two places too close to tell apart)."""
+    split = ("train", "eval")[int(rng.integers(2))]
+    lex = PHRASINGS["lexicon"][split]
     thing = f.things[int(rng.integers(len(f.things)))]
     if kind == "objects":
         return "what objects are on the table?", listing([with_article(t.display) for t in f.things])
@@ -88,10 +92,24 @@ def knowledge(f, kind, rng):
     if kind == "put":
         places = sorted(t.display for t in f.targets)
         return f"where can you put the {thing.name}?", f"on the {places[0]} or the {places[1]}"
+    a = f.targets[int(rng.integers(2))]
+    b = next(t for t in f.targets if t is not a)
+    if kind == "side":
+        side = side_of(a, b, TARGET_SIDE_MARGIN)
+        if side is None:
+            return None
+        words = (f"on the {side}", f"the {side}-hand one")[int(rng.integers(2))]
+        return f"which of the two places is {words}?", f"the {a.display}"
+    if kind == "near":
+        near = nearer_of(a, b, ROBOT_MARGIN)
+        if near is None:
+            return None
+        robot = ("robot", "arm")[int(rng.integers(2))]
+        return f"which of the two places is {'closer to' if near is a else 'farther from'} the {robot}?", f"the {a.display}"
     raise KeyError(kind)
 
 
-KNOWLEDGE = ("objects", "colour", "kind", "shape", "use", "place", "put")
+KNOWLEDGE = ("objects", "colour", "kind", "shape", "use", "place", "put", "side", "near")
 # Frames of the first part of an instruct episode only, before the goal object moves.
 KNOWLEDGE_FRAMES = 0.2
 
@@ -101,9 +119,14 @@ def collect_instruct(demo, per_demo, rng):
     frames = demo["obs/agentview_rgb"]
     last = max(1, int(KNOWLEDGE_FRAMES * len(frames)))
     out = []
-    for kind in rng.permutation(KNOWLEDGE)[:per_demo]:
-        q, a = knowledge(f, str(kind), rng)
-        out.append((frames[int(rng.integers(last))], json.dumps({"question": q, "answer": a, "type": f"instruct_{kind}"})))
+    for kind in rng.permutation(KNOWLEDGE):
+        if len(out) == per_demo:
+            break
+        if (qa := knowledge(f, str(kind), rng)) is None:
+            continue
+        q, a = qa
+        out.append((frames[int(rng.integers(last))], json.dumps({"question": q, "answer": a, "type": f"instruct_{kind}",
+                                                                  "demo": demo.name.rsplit("/", 1)[-1]})))
     return out
 
 
@@ -149,7 +172,7 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = f"{args.out}.tmp-{os.getpid()}"
     with h5py.File(tmp, "w") as out:
-        out.attrs.update(generator="scene_qa.py 1.1", seed=args.seed, sources=json.dumps([os.path.basename(f) for f in files]))
+        out.attrs.update(generator="scene_qa.py 1.2", seed=args.seed, sources=json.dumps([os.path.basename(f) for f in files]))
         for split, seed in [("train", args.seed), ("test", args.seed + 1)]:
             images, qa = collect(files, "train" if split == "train" else "valid", args.per_demo, np.random.default_rng(seed))
             g = out.create_group(split)

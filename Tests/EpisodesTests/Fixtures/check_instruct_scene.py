@@ -172,8 +172,9 @@ class Checker:
 
 
 def check_knowledge(check, items, scenes):
-    """Stage-0 knowledge about instruct scenes (`items`: the scene-QA file's entries): each answer names the
-    scene's one thing that fits, with the lexicon words of either split; returns the count per question type."""
+    """Stage-0 knowledge about instruct scenes (`items`: the scene-QA file's entries, `scenes`: demo name -> its
+    scene): each answer names the scene's one thing that fits, with the lexicon and spatial words of either split; returns
+    the count per question type. Left/right and distances are recomputed here from the scene's ground truth."""
     counts = {}
     by_lexicon = {}
     for lex in (TRAIN_LEX, EVAL_LEX):
@@ -193,12 +194,13 @@ def check_knowledge(check, items, scenes):
         colour = re.fullmatch(r"what colour is the (.+)\?", question)
         place = re.fullmatch(r"which place to put things on is (.+)\?", question)
         put = re.fullmatch(r"where can you put the (.+)\?", question)
-        if not (lexicon or colour or place or put or question == "what objects are on the table?"):
+        side = re.fullmatch(r"which of the two places is (?:on the (left|right)|the (left|right)-hand one)\?", question)
+        near = re.fullmatch(r"which of the two places is (closer to|farther from) the (?:robot|arm)\?", question)
+        if not (lexicon or colour or place or put or side or near or question == "what objects are on the table?"):
             check.expect(False, where, f"unknown question type {kind}")
             continue
-        # Any scene of the set: the fixture's question carries no demo id, so the answer must fit one of them.
         fits = []
-        for scene in scenes:
+        for scene in [scenes[q["demo"]]] if q.get("demo") in scenes else []:
             objects = {o["name"]: o["display_name"] for o in scene["objects"]}
             colours = {o["name"]: o["colour"] for o in scene["objects"]}
             targets = sorted(t["display_name"] for t in scene["targets"])
@@ -212,9 +214,20 @@ def check_knowledge(check, items, scenes):
                 fits.append(q["answer"] in {f"the {t}" for t in targets if t.startswith(place.group(1) + " ")})
             elif put:
                 fits.append(put.group(1) in objects and q["answer"] == f"on the {targets[0]} or the {targets[1]}")
+            elif side or near:
+                answer = [t for t in scene["targets"] if q["answer"] == f"the {t['display_name']}"]
+                other = [t for t in scene["targets"] if q["answer"] != f"the {t['display_name']}"]
+                if len(answer) != 1 or len(other) != 1:
+                    fits.append(False)
+                elif side:
+                    left = answer[0]["image_xy"][0] < other[0]["image_xy"][0]
+                    fits.append(left == ((side.group(1) or side.group(2)) == "left"))
+                else:
+                    closer = np.hypot(*answer[0]["pos"][:2]) < np.hypot(*other[0]["pos"][:2])  # the robot's base is at the origin
+                    fits.append(closer == (near.group(1) == "closer to"))
             else:
                 fits.append(all(d in q["answer"] for d in objects.values()) and q["answer"].count(",") == len(objects) - 2)
-        check.expect(any(fits), where, f"answer {q['answer']!r} fits none of the scenes")
+        check.expect(any(fits), where, f"answer {q['answer']!r} does not fit the scene of demo {q.get('demo')!r}")
     return counts
 
 
@@ -326,8 +339,8 @@ def main(inp, outp):
     files_checked = check_instruction_files(check, train_texts)
     qa_file = os.path.join(spec["dir"], "scene_qa.hdf5")
     subprocess.run([sys.executable, os.path.join(ROOT, "Datasets", "vqa", "scene_qa.py"), "--episodes", os.path.join(out_dir, "*-v3.hdf5"),
-                    "--out", qa_file, "--per-demo", "7"], check=True, capture_output=True)
-    scenes = [json.loads(attrs["scene"]) for path, _, attrs, _, _ in demos if path.endswith("instruct-place-v3.hdf5")]
+                    "--out", qa_file, "--per-demo", "9"], check=True, capture_output=True)
+    scenes = {name: json.loads(attrs["scene"]) for path, name, attrs, _, _ in demos if path.endswith("instruct-place-v3.hdf5")}
     with h5py.File(qa_file, "r") as h:
         stage0 = [json.loads(x) for split in ("train", "test") for x in h[f"{split}/qa"][()]]
     knowledge = check_knowledge(check, stage0, scenes)
