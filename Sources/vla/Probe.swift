@@ -5,10 +5,11 @@ import Training
 extension VLA {
     struct Probe: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Does a policy look at the image? Noise-free chunks on recorded frames against the recorded ones, with each image swapped for another episode's, and the data's own spread.",
+            abstract: "Does a policy look at the image and read the instruction? Noise-free chunks on recorded frames against the recorded ones, with each image (then each instruction) swapped for another episode's, and the data's own spread.",
             discussion: """
                 A policy that ignores the layout in the image scores an error near the spread, and swapping
-                images barely changes its actions (swap_change far below the spread).
+                images barely changes its actions (swap_change far below the spread). instruction_change is
+                the same for the instruction: zero where a file has one instruction for all its episodes.
                 """)
 
         @Argument(help: "A stage-1 or stage-2 run folder or export bundle.")
@@ -36,14 +37,15 @@ extension VLA {
             do {
                 let policy = try ActionPolicy(contentsOf: URL(fileURLWithPath: model))
                 var results: [ImageSensitivity] = []
-                print("file".padding(toLength: 32, withPad: " ", startingAt: 0) + "  step  error  swapped_error  swap_change  spread")
+                print("file".padding(toLength: 32, withPad: " ", startingAt: 0) + "  step  error  swapped_error  swap_change  instruction_change  spread")
                 for file in files {
                     for step in stepList {
                         let r = try ImageSensitivity.probe(policy, file: file, step: step, episodes: episodes, split: split)
                         results.append(r)
                         let name = URL(fileURLWithPath: file).lastPathComponent
                         print(name.padding(toLength: 32, withPad: " ", startingAt: 0)
-                              + String(format: "  %4d  %.3f  %13.3f  %11.3f  %6.3f", step, r.error, r.swappedError, r.swapChange, r.spread))
+                              + String(format: "  %4d  %.3f  %13.3f  %11.3f  %18.3f  %6.3f", step, r.error, r.swappedError, r.swapChange,
+                                             r.instructionChange, r.spread))
                     }
                 }
                 if let output {

@@ -89,6 +89,7 @@ final class ActionPretrainingTests: XCTestCase {
             try policy.meanAction(image: frames[(i + 1) % 3].images[0], proprio: frames[i].proprio, instruction: frames[i].instruction)
         }
         var error = 0.0, swappedError = 0.0, change = 0.0, spread = 0.0
+        // One instruction per Meta-World task: swapping it between episodes cannot change anything.
         let values = Double(3 * frames[0].actions.count)
         for i in 0..<3 {
             for j in frames[0].actions.indices {
@@ -104,6 +105,7 @@ final class ActionPretrainingTests: XCTestCase {
         XCTAssertEqual(probe.swappedError, swappedError, accuracy: 1e-6)
         XCTAssertEqual(probe.swapChange, change, accuracy: 1e-6)
         XCTAssertEqual(probe.spread, spread, accuracy: 1e-6)
+        XCTAssertEqual(probe.instructionChange, 0)
         XCTAssertGreaterThan(probe.spread, 0)
         XCTAssertThrowsError(try ImageSensitivity.probe(policy, file: file, step: 0, episodes: 1))
     }

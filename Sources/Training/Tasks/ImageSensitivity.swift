@@ -7,7 +7,9 @@ import Models
 /// chunk (the flow integrated from zero noise) is compared with the recorded one, with the chunk
 /// predicted when each frame's image is swapped for another episode's at the same step, and with
 /// the spread of the recorded chunks themselves. A policy that ignores the layout in the image
-/// scores about the spread, and swapping images barely changes what it does.
+/// scores about the spread, and swapping images barely changes what it does. The same swap of the
+/// instruction alone tells whether it reads the language (in a file with one instruction for every
+/// episode, as Meta-World's tasks, that change is zero by construction).
 public struct ImageSensitivity: Codable, Sendable, Equatable {
     public var file: String
     public var step: Int
@@ -18,16 +20,18 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
     public var swappedError: Double
     /// Mean |predicted − predicted with the swapped image|.
     public var swapChange: Double
+    /// Mean |predicted − predicted with the instruction swapped for another episode's|.
+    public var instructionChange: Double
     /// Mean |recorded − mean recorded chunk|: what always predicting the average would score.
     public var spread: Double
 
     enum CodingKeys: String, CodingKey {
         case file, step, episodes, error, spread
-        case swappedError = "swapped_error", swapChange = "swap_change"
+        case swappedError = "swapped_error", swapChange = "swap_change", instructionChange = "instruction_change"
     }
 
     /// Probes `policy` at `step` of the first `episodes` episodes of `file` (shorter episodes use
-    /// their last full chunk); images are swapped with the episode `episodes / 2` further on.
+    /// their last full chunk); images (and, separately, instructions) are swapped with the episode `episodes / 2` further on.
     /// `split` ("train", "valid") takes the episodes of that robomimic mask only: the held-out ones
     /// tell whether what the policy learnt of the image carries over to layouts it never saw.
     public static func probe(_ policy: ActionPolicy, file: String, step: Int, episodes: Int, split: String? = nil) throws -> ImageSensitivity {
@@ -38,15 +42,17 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
             try data.sample(episode: e, step: max(0, min(step, data.episodes[e].length - policy.horizon)), horizon: policy.horizon)
         }
         let shift = max(1, n / 2)
-        var own: [[Float]] = [], swapped: [[Float]] = []
+        var own: [[Float]] = [], swapped: [[Float]] = [], reworded: [[Float]] = []
         for (i, s) in samples.enumerated() {
+            let other = samples[(i + shift) % n]
             own.append(try policy.meanAction(image: s.images[0], proprio: s.proprio, instruction: s.instruction))
-            swapped.append(try policy.meanAction(image: samples[(i + shift) % n].images[0], proprio: s.proprio, instruction: s.instruction))
+            swapped.append(try policy.meanAction(image: other.images[0], proprio: s.proprio, instruction: s.instruction))
+            reworded.append(try policy.meanAction(image: s.images[0], proprio: s.proprio, instruction: other.instruction))
         }
         let recorded = samples.map(\.actions)
         let average = recorded[0].indices.map { j in recorded.map { $0[j] }.reduce(0, +) / Float(n) }
         return ImageSensitivity(file: file, step: step, episodes: n, error: meanAbsolute(own, recorded), swappedError: meanAbsolute(swapped, recorded),
-                                swapChange: meanAbsolute(own, swapped), spread: meanAbsolute(recorded, Array(repeating: average, count: n)))
+                                swapChange: meanAbsolute(own, swapped), instructionChange: meanAbsolute(own, reworded), spread: meanAbsolute(recorded, Array(repeating: average, count: n)))
     }
 
     static func meanAbsolute(_ a: [[Float]], _ b: [[Float]]) -> Double {
