@@ -36,7 +36,8 @@ help:
 	@echo "             STAGE=stage2-full-ft trains the full-fine-tune ablation"
 	@echo "make eval RECIPE=tiny [STAGE=stage1]   closed-loop Meta-World evaluation of that run (Recipes/\$$RECIPE/eval.args)"
 	@echo "make eval-instruct RECIPE=tiny STAGE=stage2   Meta-World-Instruct with held-out atomic/rewriting/context"
-	@echo "             instructions, plus VQA retention (Recipes/\$$RECIPE/eval-instruct.args)"
+	@echo "             instructions, plus VQA retention (Recipes/\$$RECIPE/eval-instruct.args);"
+	@echo "             PHRASINGS=train: the same goals in training wordings"
 	@echo "make export RECIPE=tiny [STAGE=stage1] inference bundle -> Checkpoints/\$$RECIPE/\$$STAGE-bundle"
 	@echo "make train RECIPE=tiny STAGE=lm [OVERRIDES=\"train.steps=200\"] [RESUME=1|OVERWRITE=1]"
 	@echo "             train Recipes/\$$RECIPE/\$$STAGE.yaml into Checkpoints/\$$RECIPE/\$$STAGE (resumes by default)"
@@ -132,12 +133,17 @@ eval: setup
 
 # Instruction following on Meta-World-Instruct with held-out phrasings (atomic commands, command
 # rewriting, context creation; Recipes/$(RECIPE)/eval-instruct.args), then VQA retention on the
-# stage-0 data's test split; a summary table at the end.
+# stage-0 data's test split; a summary table at the end. PHRASINGS=train words the same evaluation
+# goals with the training phrasings instead, to tell not learning apart from not generalising.
+PHRASINGS ?= eval
 eval-instruct: setup
 	$(SWIFT) build -c release --product vla
-	@set -e; for kind in atomic rewriting context; do \
+	@set -e; dir=Datasets/metaworld/eval_instructions; \
+	if [ "$(PHRASINGS)" = train ]; then dir=$${dir}_train; $(VENV)/bin/python Datasets/metaworld/eval_instructions.py --phrasings train; \
+	elif [ "$(PHRASINGS)" != eval ]; then echo "PHRASINGS must be eval or train, got '$(PHRASINGS)'" >&2; exit 2; fi; \
+	for kind in atomic rewriting context; do \
 		$(VENV)/bin/python Datasets/metaworld/evaluate.py --serve Checkpoints/$(RECIPE)/$(EVAL_STAGE) $$(cat Recipes/$(RECIPE)/eval-instruct.args) \
-			--instructions Datasets/metaworld/eval_instructions/$$kind.json --out $(EVAL_OUT)/$$kind; done
+			--instructions $$dir/$$kind.json --out $(EVAL_OUT)/$$kind; done
 	.build/release/vla eval --vqa Checkpoints/$(RECIPE)/$(EVAL_STAGE) -o $(EVAL_OUT)/vqa.json
 	@$(VENV)/bin/python Datasets/metaworld/instruct_summary.py $(EVAL_OUT)
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Summary table of `make eval-instruct`: closed-loop success on Meta-World-Instruct per instruction kind
-(atomic, rewriting, context; held-out phrasings) and VQA exact match, from one evaluation folder.
+(atomic, rewriting, context; held-out phrasings) and VQA exact match, from one evaluation folder. A model that
+thinks (stage 2) also gets how often its first response names the episode's goal object and goal place, the
+language half of the task, apart from whether the arm then does it.
 
     python instruct_summary.py Checkpoints/tiny/stage2/eval-20261126-120000
 """
@@ -9,22 +11,40 @@ import os
 import sys
 
 from evaluate import wilson
+from instruct_scene import OBJECTS, RAND_VEC_LEN, TARGETS, TASK, Layout, display_name
 
 KINDS = ("atomic", "rewriting", "context")
 
 
+def named_goal(records):
+    """(episodes with a response, naming the goal object, naming the goal place) over the instruct scene's episode
+    records. Layouts stored before the hand's start was part of rand_vec have another length and are skipped."""
+    n = obj = place = 0
+    for r in records:
+        if not isinstance(r.get("text"), str) or len(r["layout"]["rand_vec"]) != RAND_VEC_LEN:
+            continue
+        layout, text = Layout.from_vec(r["layout"]["rand_vec"]), r["text"].lower()
+        n += 1
+        obj += display_name(OBJECTS[layout.goal_object]) in text
+        place += display_name(TARGETS[layout.goal_target]) in text
+    return n, obj, place
+
+
 def main(folder):
-    rows = ["| instructions | success | rate | Wilson 95% CI |", "|---|---|---|---|"]
+    rows = ["| instructions | success | rate | Wilson 95% CI | response names the object | … and the place |",
+            "|---|---|---|---|---|---|"]
     for kind in KINDS:
         path = os.path.join(folder, kind, "results.json")
         if not os.path.exists(path):
-            rows.append(f"| {kind} | (no {path}) | | |")
+            rows.append(f"| {kind} | (no {path}) | | | | |")
             continue
         report = json.load(open(path))
         k = sum(t["successes"] for t in report["tasks"].values())
         n = sum(t["episodes"] for t in report["tasks"].values())
         lo, hi = wilson(k, n)
-        rows.append(f"| {kind} | {k}/{n} | {100 * k / max(n, 1):.1f} % | {100 * lo:.1f}–{100 * hi:.1f} % |")
+        answered, obj, place = named_goal(report["tasks"].get(TASK, {}).get("per_episode", []))
+        said = (f"{obj}/{answered}", f"{place}/{answered}") if answered else ("(no response)", "")
+        rows.append(f"| {kind} | {k}/{n} | {100 * k / max(n, 1):.1f} % | {100 * lo:.1f}–{100 * hi:.1f} % | {said[0]} | {said[1]} |")
     vqa = os.path.join(folder, "vqa.json")
     text = "\n".join(rows)
     if os.path.exists(vqa):
