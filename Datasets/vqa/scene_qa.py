@@ -10,8 +10,8 @@ mask/valid demos, so test layouts never appear in training.
 
 Meta-World-Instruct frames (instruct-place-v3) get general knowledge about their objects instead, the
 stand-in for what a pretrained VLM knows from the web: the objects on the table, their colours, which object is
-of a kind, shape or use, where things can be put, and which of the two places is on the left or right and
-closer to or farther from the robot. Kinds, shapes, uses and the spatial words ("on the left" and "left-hand",
+of a kind, shape or use, where in the picture each object is, where things can be put, and which of the two
+places is on the left or right and closer to or farther from the robot. Kinds, shapes, uses and the spatial words ("on the left" and "left-hand",
 "robot" and "arm") come from both splits of ../metaworld/phrasings.json: stage 2's robot annotations use only
 the train split and the evaluation phrasings use the eval one, so it is this stage-0 knowledge that lets a
 model read "the beverage" as the soda can and "the left-hand plate" as the plate on the left. No instruction
@@ -89,6 +89,9 @@ def knowledge(f, kind, rng):
     if kind == "place":
         place = f.targets[int(rng.integers(len(f.targets)))]
         return f"which place to put things on is {place.colour}?", f"the {place.display}"
+    if kind == "where":
+        where = picture_region(thing.image_xy)
+        return None if where is None else (f"where in the picture is the {thing.display}?", where)
     if kind == "put":
         places = sorted(t.display for t in f.targets)
         return f"where can you put the {thing.name}?", f"on the {places[0]} or the {places[1]}"
@@ -109,7 +112,20 @@ def knowledge(f, kind, rng):
     raise KeyError(kind)
 
 
-KNOWLEDGE = ("objects", "colour", "kind", "shape", "use", "place", "put", "side", "near")
+KNOWLEDGE = ("objects", "colour", "kind", "shape", "use", "where", "place", "put", "side", "near")
+# Regions of the picture for "where" questions, in image coordinates ((0, 0) top left): objects lie at u 0.14-0.86
+# and v 0.43-0.73 in this camera. Positions within MARGIN of a boundary are not asked about.
+COLUMNS = ((0.4, "left"), (0.6, "middle"), (1.0, "right"))
+ROWS = ((0.55, "upper"), (1.0, "lower"))
+REGION_MARGIN = 0.02
+
+
+def picture_region(image_xy):
+    """'upper left' ... 'lower right' for a point of the image, or None when it is near a boundary."""
+    u, v = image_xy
+    if any(abs(u - edge) < REGION_MARGIN for edge, _ in COLUMNS[:-1]) or any(abs(v - edge) < REGION_MARGIN for edge, _ in ROWS[:-1]):
+        return None
+    return f"{next(w for edge, w in ROWS if v < edge)} {next(w for edge, w in COLUMNS if u < edge)}"
 # Frames of the first part of an instruct episode only, before the goal object moves.
 KNOWLEDGE_FRAMES = 0.2
 

@@ -196,7 +196,8 @@ def check_knowledge(check, items, scenes):
         put = re.fullmatch(r"where can you put the (.+)\?", question)
         side = re.fullmatch(r"which of the two places is (?:on the (left|right)|the (left|right)-hand one)\?", question)
         near = re.fullmatch(r"which of the two places is (closer to|farther from) the (?:robot|arm)\?", question)
-        if not (lexicon or colour or place or put or side or near or question == "what objects are on the table?"):
+        region = re.fullmatch(r"where in the picture is the (.+)\?", question)
+        if not (lexicon or colour or place or put or region or side or near or question == "what objects are on the table?"):
             check.expect(False, where, f"unknown question type {kind}")
             continue
         fits = []
@@ -214,6 +215,11 @@ def check_knowledge(check, items, scenes):
                 fits.append(q["answer"] in {f"the {t}" for t in targets if t.startswith(place.group(1) + " ")})
             elif put:
                 fits.append(put.group(1) in objects and q["answer"] == f"on the {targets[0]} or the {targets[1]}")
+            elif region:
+                # thirds across (left < 0.4 < middle < 0.6 < right) and halves down (upper < 0.55 < lower)
+                u, v = next((o["image_xy"] for o in scene["objects"] if o["display_name"] == region.group(1)), (None, None))
+                fits.append(u is not None and q["answer"] == ("upper " if v < 0.55 else "lower ")
+                            + ("left" if u < 0.4 else "middle" if u < 0.6 else "right"))
             elif side or near:
                 answer = [t for t in scene["targets"] if q["answer"] == f"the {t['display_name']}"]
                 other = [t for t in scene["targets"] if q["answer"] != f"the {t['display_name']}"]
@@ -339,7 +345,7 @@ def main(inp, outp):
     files_checked = check_instruction_files(check, train_texts)
     qa_file = os.path.join(spec["dir"], "scene_qa.hdf5")
     subprocess.run([sys.executable, os.path.join(ROOT, "Datasets", "vqa", "scene_qa.py"), "--episodes", os.path.join(out_dir, "*-v3.hdf5"),
-                    "--out", qa_file, "--per-demo", "9"], check=True, capture_output=True)
+                    "--out", qa_file, "--per-demo", "10"], check=True, capture_output=True)
     scenes = {name: json.loads(attrs["scene"]) for path, name, attrs, _, _ in demos if path.endswith("instruct-place-v3.hdf5")}
     with h5py.File(qa_file, "r") as h:
         stage0 = [json.loads(x) for split in ("train", "test") for x in h[f"{split}/qa"][()]]
