@@ -345,7 +345,7 @@ def main(inp, outp):
     files_checked = check_instruction_files(check, train_texts)
     qa_file = os.path.join(spec["dir"], "scene_qa.hdf5")
     subprocess.run([sys.executable, os.path.join(ROOT, "Datasets", "vqa", "scene_qa.py"), "--episodes", os.path.join(out_dir, "*-v3.hdf5"),
-                    "--out", qa_file, "--per-demo", "10"], check=True, capture_output=True)
+                    "--out", qa_file, "--per-demo", "7"], check=True, capture_output=True)
     scenes = {name: json.loads(attrs["scene"]) for path, name, attrs, _, _ in demos if path.endswith("instruct-place-v3.hdf5")}
     with h5py.File(qa_file, "r") as h:
         stage0 = [json.loads(x) for split in ("train", "test") for x in h[f"{split}/qa"][()]]
