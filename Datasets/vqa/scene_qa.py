@@ -10,12 +10,10 @@ mask/valid demos, so test layouts never appear in training.
 
 Meta-World-Instruct frames (instruct-place-v3) get general knowledge about their objects instead, the
 stand-in for what a pretrained VLM knows from the web: the objects on the table, their colours, which object is
-of a kind, shape or use, where in the picture each object is, where things can be put, and which of the two
-places is on the left or right and closer to or farther from the robot. Kinds, shapes, uses and the spatial words ("on the left" and "left-hand",
-"robot" and "arm") come from both splits of ../metaworld/phrasings.json: stage 2's robot annotations use only
-the train split and the evaluation phrasings use the eval one, so it is this stage-0 knowledge that lets a
-model read "the beverage" as the soda can and "the left-hand plate" as the plate on the left. No instruction
-template and no situation of context creation appears here: the held-out situations stay unseen.
+of a kind, shape or use, and where things can be put. Kinds, shapes and uses come from both lexicons
+of ../metaworld/phrasings.json: stage 2's robot annotations use only the train lexicon and the
+evaluation phrasings use the eval one, so it is this stage-0 knowledge that lets a model read "the
+beverage" as the soda can. No instruction template or context of phrasings.json appears here.
 
     python scene_qa.py --episodes 'Datasets/metaworld-mt10/*.hdf5' --out Datasets/metaworld-mt10/scene_qa.hdf5
 
@@ -32,7 +30,7 @@ import hdf5plugin
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "metaworld"))
-from annotate import PHRASINGS, ROBOT_MARGIN, TARGET_SIDE_MARGIN, instruct_facts, listing, nearer_of, side_of, with_article  # noqa: E402
+from annotate import PHRASINGS, instruct_facts, listing, with_article  # noqa: E402
 from instruct_scene import TASK as INSTRUCT_TASK  # noqa: E402
 
 OBJECT = {"reach-v3": "puck", "push-v3": "puck", "pick-place-v3": "puck", "door-open-v3": "door", "drawer-open-v3": "drawer",
@@ -70,12 +68,10 @@ def question(kind, f):
             "caption": "describe the scene."}[kind]
 
 
-def knowledge(f, kind, rng, thing=None):
-    """A (question, answer) about the instruct scene of facts f, with words from either split; None where the
-    scene cannot answer it (two places too close to tell apart)."""
-    split = ("train", "eval")[int(rng.integers(2))]
-    lex = PHRASINGS["lexicon"][split]
-    thing = thing or f.things[int(rng.integers(len(f.things)))]
+def knowledge(f, kind, rng):
+    """A (question, answer) about the instruct scene of facts f; lexicon words from either split."""
+    lex = PHRASINGS["lexicon"][("train", "eval")[int(rng.integers(2))]]
+    thing = f.things[int(rng.integers(len(f.things)))]
     if kind == "objects":
         return "what objects are on the table?", listing([with_article(t.display) for t in f.things])
     if kind == "colour":
@@ -89,46 +85,13 @@ def knowledge(f, kind, rng, thing=None):
     if kind == "place":
         place = f.targets[int(rng.integers(len(f.targets)))]
         return f"which place to put things on is {place.colour}?", f"the {place.display}"
-    if kind == "where":
-        where = picture_region(thing.image_xy)
-        return None if where is None else (f"where in the picture is the {thing.display}?", where)
     if kind == "put":
         places = sorted(t.display for t in f.targets)
         return f"where can you put the {thing.name}?", f"on the {places[0]} or the {places[1]}"
-    a = f.targets[int(rng.integers(2))]
-    b = next(t for t in f.targets if t is not a)
-    if kind == "side":
-        side = side_of(a, b, TARGET_SIDE_MARGIN)
-        if side is None:
-            return None
-        words = (f"on the {side}", f"the {side}-hand one")[int(rng.integers(2))]
-        return f"which of the two places is {words}?", f"the {a.display}"
-    if kind == "near":
-        near = nearer_of(a, b, ROBOT_MARGIN)
-        if near is None:
-            return None
-        robot = ("robot", "arm")[int(rng.integers(2))]
-        return f"which of the two places is {'closer to' if near is a else 'farther from'} the {robot}?", f"the {a.display}"
     raise KeyError(kind)
 
 
-KNOWLEDGE = ("objects", "colour", "kind", "shape", "use", "place", "put")  # --per-demo of these, drawn per demo
-# Grounding, asked in every demo: where each object is, and which place is left/right and nearer/farther. With one
-# "where" question in ten demos, the VLM answered it no better than chance (6/28 held out) after 12000 steps.
-GROUNDING = ("where", "side", "near")
-# Regions of the picture for "where" questions, in image coordinates ((0, 0) top left): objects lie at u 0.14-0.86
-# and v 0.43-0.73 in this camera. Positions within MARGIN of a boundary are not asked about.
-COLUMNS = ((0.4, "left"), (0.6, "middle"), (1.0, "right"))
-ROWS = ((0.55, "upper"), (1.0, "lower"))
-REGION_MARGIN = 0.02
-
-
-def picture_region(image_xy):
-    """'upper left' ... 'lower right' for a point of the image, or None when it is near a boundary."""
-    u, v = image_xy
-    if any(abs(u - edge) < REGION_MARGIN for edge, _ in COLUMNS[:-1]) or any(abs(v - edge) < REGION_MARGIN for edge, _ in ROWS[:-1]):
-        return None
-    return f"{next(w for edge, w in ROWS if v < edge)} {next(w for edge, w in COLUMNS if u < edge)}"
+KNOWLEDGE = ("objects", "colour", "kind", "shape", "use", "place", "put")
 # Frames of the first part of an instruct episode only, before the goal object moves.
 KNOWLEDGE_FRAMES = 0.2
 
@@ -138,12 +101,8 @@ def collect_instruct(demo, per_demo, rng):
     frames = demo["obs/agentview_rgb"]
     last = max(1, int(KNOWLEDGE_FRAMES * len(frames)))
     out = []
-    asked = [(str(kind), None) for kind in rng.permutation(KNOWLEDGE)[:per_demo]]
-    asked += [("where", thing) for thing in f.things] + [("side", None), ("near", None)]
-    for kind, thing in asked:
-        if (qa := knowledge(f, kind, rng, thing)) is None:
-            continue
-        q, a = qa
+    for kind in rng.permutation(KNOWLEDGE)[:per_demo]:
+        q, a = knowledge(f, str(kind), rng)
         out.append((frames[int(rng.integers(last))], json.dumps({"question": q, "answer": a, "type": f"instruct_{kind}",
                                                                   "demo": demo.name.rsplit("/", 1)[-1]})))
     return out

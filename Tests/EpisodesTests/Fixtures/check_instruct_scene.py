@@ -173,8 +173,8 @@ class Checker:
 
 def check_knowledge(check, items, scenes):
     """Stage-0 knowledge about instruct scenes (`items`: the scene-QA file's entries, `scenes`: demo name -> its
-    scene): each answer names the scene's one thing that fits, with the lexicon and spatial words of either split; returns
-    the count per question type. Left/right and distances are recomputed here from the scene's ground truth."""
+    scene): each answer names the scene's one thing that fits, with the lexicon words of either split; returns
+    the count per question type."""
     counts = {}
     by_lexicon = {}
     for lex in (TRAIN_LEX, EVAL_LEX):
@@ -194,10 +194,7 @@ def check_knowledge(check, items, scenes):
         colour = re.fullmatch(r"what colour is the (.+)\?", question)
         place = re.fullmatch(r"which place to put things on is (.+)\?", question)
         put = re.fullmatch(r"where can you put the (.+)\?", question)
-        side = re.fullmatch(r"which of the two places is (?:on the (left|right)|the (left|right)-hand one)\?", question)
-        near = re.fullmatch(r"which of the two places is (closer to|farther from) the (?:robot|arm)\?", question)
-        region = re.fullmatch(r"where in the picture is the (.+)\?", question)
-        if not (lexicon or colour or place or put or region or side or near or question == "what objects are on the table?"):
+        if not (lexicon or colour or place or put or question == "what objects are on the table?"):
             check.expect(False, where, f"unknown question type {kind}")
             continue
         fits = []
@@ -215,22 +212,6 @@ def check_knowledge(check, items, scenes):
                 fits.append(q["answer"] in {f"the {t}" for t in targets if t.startswith(place.group(1) + " ")})
             elif put:
                 fits.append(put.group(1) in objects and q["answer"] == f"on the {targets[0]} or the {targets[1]}")
-            elif region:
-                # thirds across (left < 0.4 < middle < 0.6 < right) and halves down (upper < 0.55 < lower)
-                u, v = next((o["image_xy"] for o in scene["objects"] if o["display_name"] == region.group(1)), (None, None))
-                fits.append(u is not None and q["answer"] == ("upper " if v < 0.55 else "lower ")
-                            + ("left" if u < 0.4 else "middle" if u < 0.6 else "right"))
-            elif side or near:
-                answer = [t for t in scene["targets"] if q["answer"] == f"the {t['display_name']}"]
-                other = [t for t in scene["targets"] if q["answer"] != f"the {t['display_name']}"]
-                if len(answer) != 1 or len(other) != 1:
-                    fits.append(False)
-                elif side:
-                    left = answer[0]["image_xy"][0] < other[0]["image_xy"][0]
-                    fits.append(left == ((side.group(1) or side.group(2)) == "left"))
-                else:
-                    closer = np.hypot(*answer[0]["pos"][:2]) < np.hypot(*other[0]["pos"][:2])  # the robot's base is at the origin
-                    fits.append(closer == (near.group(1) == "closer to"))
             else:
                 fits.append(all(d in q["answer"] for d in objects.values()) and q["answer"].count(",") == len(objects) - 2)
         check.expect(any(fits), where, f"answer {q['answer']!r} does not fit the scene of demo {q.get('demo')!r}")
