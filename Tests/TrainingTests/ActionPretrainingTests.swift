@@ -108,6 +108,23 @@ final class ActionPretrainingTests: XCTestCase {
         XCTAssertEqual(probe.instructionChange, 0)
         XCTAssertGreaterThan(probe.spread, 0)
         XCTAssertThrowsError(try ImageSensitivity.probe(policy, file: file, step: 0, episodes: 1))
+
+        // With an instruction per episode (as in the instruct scene), the instruction alone is swapped.
+        let reworded = run.appendingPathComponent("reworded-push-v3.hdf5")
+        let instructions = ["push the puck to the goal", "slide the puck over to the red dot", "move the puck onto the target"]
+        _ = try PythonReference.run("Tests/TrainingTests/Interop/reword_demos.py",
+                                    input: ["source": file, "target": reworded.path, "instructions": instructions])
+        let byInstruction = try ImageSensitivity.probe(policy, file: reworded.path, step: 2, episodes: 3)
+        let rewordedData = try EpisodeDataset(files: [reworded.path], layout: .metaworld)
+        var instructionChange = 0.0
+        for i in 0..<3 {
+            XCTAssertEqual(try rewordedData.sample(episode: i, step: 2, horizon: policy.horizon).instruction, instructions[i])
+            let other = try policy.meanAction(image: frames[i].images[0], proprio: frames[i].proprio, instruction: instructions[(i + 1) % 3])
+            let own = try policy.meanAction(image: frames[i].images[0], proprio: frames[i].proprio, instruction: instructions[i])
+            for j in own.indices { instructionChange += Double(abs(own[j] - other[j])) / values }
+        }
+        XCTAssertGreaterThan(instructionChange, 0, "the tiny policy's chunk depends on its instruction")
+        XCTAssertEqual(byInstruction.instructionChange, instructionChange, accuracy: 1e-6)
     }
 
     /// `model.proprio_dims: [3]` (the gripper only): the expert reads that one column in training and
