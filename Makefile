@@ -139,7 +139,7 @@ PHRASINGS ?= eval
 eval-instruct: setup
 	$(SWIFT) build -c release --product vla
 	@set -e; dir=Datasets/metaworld/eval_instructions; \
-	if [ "$(PHRASINGS)" = train ]; then dir=$${dir}_train; $(VENV)/bin/python Datasets/metaworld/eval_instructions.py --phrasings train; \
+	if [ "$(PHRASINGS)" = train ]; then dir=$${dir}_train; $(VENV)/bin/python Datasets/metaworld/eval_instructions.py --phrasings train --out $$dir; \
 	elif [ "$(PHRASINGS)" != eval ]; then echo "PHRASINGS must be eval or train, got '$(PHRASINGS)'" >&2; exit 2; fi; \
 	for kind in atomic rewriting context; do \
 		$(VENV)/bin/python Datasets/metaworld/evaluate.py --serve Checkpoints/$(RECIPE)/$(EVAL_STAGE) $$(cat Recipes/$(RECIPE)/eval-instruct.args) \

@@ -20,7 +20,7 @@ import numpy as np
 from sim import (CAMERAS, ENV_MAX_STEPS, INSTRUCTIONS, camera_for, env_state_doc, episode_seed, expert, parse_tasks,
                  process_sim, stop_pool, worker_init)
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1.0: the instruct scene's rand_vec holds the hand's start (34 values, was 31)
 CHUNK_FRAMES = 8  # frames per zstd chunk: cross-frame redundancy vs. cost of a one-frame read
 
 

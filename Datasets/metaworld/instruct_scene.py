@@ -172,6 +172,9 @@ class Layout:
 
     @classmethod
     def from_vec(cls, v):
+        if len(v) != RAND_VEC_LEN:  # e.g. a layout stored before the hand's start was part of it (31 values)
+            raise ValueError(f"an instruct-place rand_vec has {RAND_VEC_LEN} values, this one {len(v)}: "
+                             "data from another generator version (regenerate it with generate.py)")
         base = 4 * len(OBJECTS)
         return cls({i: tuple(v[4 * i + 1:4 * i + 4]) for i in range(len(OBJECTS)) if v[4 * i] > 0.5},
                    {j: tuple(v[base + 3 * j + 1:base + 3 * j + 3]) for j in range(len(TARGETS)) if v[base + 3 * j] > 0.5},

@@ -18,11 +18,14 @@ KINDS = ("atomic", "rewriting", "context")
 
 def named_goal(records):
     """(episodes with a response, naming the goal object, naming the goal place) over the instruct scene's episode
-    records. Layouts stored before the hand's start was part of rand_vec have another length and are skipped."""
+    records: the goal's full display name ("blue soda can") occurs in the response, whatever else it names."""
     n = obj = place = 0
     for r in records:
-        if not isinstance(r.get("text"), str) or len(r["layout"]["rand_vec"]) != RAND_VEC_LEN:
+        if not isinstance(r.get("text"), str):
             continue
+        if len(r["layout"]["rand_vec"]) != RAND_VEC_LEN:
+            sys.exit(f"instruct_summary.py: a layout of {len(r['layout']['rand_vec'])} values, expected {RAND_VEC_LEN}: "
+                     "results from another generator version")
         layout, text = Layout.from_vec(r["layout"]["rand_vec"]), r["text"].lower()
         n += 1
         obj += display_name(OBJECTS[layout.goal_object]) in text
