@@ -11,7 +11,7 @@ import os
 import sys
 
 from evaluate import wilson
-from instruct_scene import OBJECTS, RAND_VEC_LEN, TARGETS, TASK, Layout, display_name
+from instruct_scene import OBJECTS, TARGETS, TASK, Layout, display_name
 
 KINDS = ("atomic", "rewriting", "context")
 
@@ -23,10 +23,11 @@ def named_goal(records):
     for r in records:
         if not isinstance(r.get("text"), str):
             continue
-        if len(r["layout"]["rand_vec"]) != RAND_VEC_LEN:
-            sys.exit(f"instruct_summary.py: a layout of {len(r['layout']['rand_vec'])} values, expected {RAND_VEC_LEN}: "
-                     "results from another generator version")
-        layout, text = Layout.from_vec(r["layout"]["rand_vec"]), r["text"].lower()
+        try:
+            layout = Layout.from_vec(r["layout"]["rand_vec"])
+        except ValueError as e:  # a layout stored by another generator version
+            sys.exit(f"instruct_summary.py: {e}")
+        text = r["text"].lower()
         n += 1
         obj += display_name(OBJECTS[layout.goal_object]) in text
         place += display_name(TARGETS[layout.goal_target]) in text

@@ -31,7 +31,8 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
     }
 
     /// Probes `policy` at `step` of the first `episodes` episodes of `file` (shorter episodes use
-    /// their last full chunk); images (and, separately, instructions) are swapped with the episode `episodes / 2` further on.
+    /// their last full chunk); images (and, separately, instructions) are swapped with the episode
+    /// `episodes / 2` further on.
     /// `split` ("train", "valid") takes the episodes of that robomimic mask only: the held-out ones
     /// tell whether what the policy learnt of the image carries over to layouts it never saw.
     public static func probe(_ policy: ActionPolicy, file: String, step: Int, episodes: Int, split: String? = nil) throws -> ImageSensitivity {
@@ -52,7 +53,8 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
         let recorded = samples.map(\.actions)
         let average = recorded[0].indices.map { j in recorded.map { $0[j] }.reduce(0, +) / Float(n) }
         return ImageSensitivity(file: file, step: step, episodes: n, error: meanAbsolute(own, recorded), swappedError: meanAbsolute(swapped, recorded),
-                                swapChange: meanAbsolute(own, swapped), instructionChange: meanAbsolute(own, reworded), spread: meanAbsolute(recorded, Array(repeating: average, count: n)))
+                                swapChange: meanAbsolute(own, swapped), instructionChange: meanAbsolute(own, reworded),
+                                spread: meanAbsolute(recorded, Array(repeating: average, count: n)))
     }
 
     static func meanAbsolute(_ a: [[Float]], _ b: [[Float]]) -> Double {

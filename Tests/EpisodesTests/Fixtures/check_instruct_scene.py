@@ -197,24 +197,26 @@ def check_knowledge(check, items, scenes):
         if not (lexicon or colour or place or put or question == "what objects are on the table?"):
             check.expect(False, where, f"unknown question type {kind}")
             continue
-        fits = []
-        for scene in [scenes[q["demo"]]] if q.get("demo") in scenes else []:
-            objects = {o["name"]: o["display_name"] for o in scene["objects"]}
-            colours = {o["name"]: o["colour"] for o in scene["objects"]}
-            targets = sorted(t["display_name"] for t in scene["targets"])
-            if lexicon:
-                field, word = next((f, w) for f, w in zip(("category", "shape", "use"), lexicon.groups()) if w)
-                names = by_lexicon.get((field, word), set()) & set(objects)
-                fits.append(len(names) == 1 and q["answer"] == f"the {objects[names.pop()]}")
-            elif colour:
-                fits.append(colours.get(colour.group(1)) == q["answer"])
-            elif place:
-                fits.append(q["answer"] in {f"the {t}" for t in targets if t.startswith(place.group(1) + " ")})
-            elif put:
-                fits.append(put.group(1) in objects and q["answer"] == f"on the {targets[0]} or the {targets[1]}")
-            else:
-                fits.append(all(d in q["answer"] for d in objects.values()) and q["answer"].count(",") == len(objects) - 2)
-        check.expect(any(fits), where, f"answer {q['answer']!r} does not fit the scene of demo {q.get('demo')!r}")
+        scene = scenes.get(q.get("demo"))
+        if scene is None:
+            check.expect(False, where, f"names no demo of the set ({q.get('demo')!r})")
+            continue
+        objects = {o["name"]: o["display_name"] for o in scene["objects"]}
+        colours = {o["name"]: o["colour"] for o in scene["objects"]}
+        targets = sorted(t["display_name"] for t in scene["targets"])
+        if lexicon:
+            field, word = next((f, w) for f, w in zip(("category", "shape", "use"), lexicon.groups()) if w)
+            names = by_lexicon.get((field, word), set()) & set(objects)
+            fits = len(names) == 1 and q["answer"] == f"the {objects[names.pop()]}"
+        elif colour:
+            fits = colours.get(colour.group(1)) == q["answer"]
+        elif place:
+            fits = q["answer"] in {f"the {t}" for t in targets if t.startswith(place.group(1) + " ")}
+        elif put:
+            fits = put.group(1) in objects and q["answer"] == f"on the {targets[0]} or the {targets[1]}"
+        else:
+            fits = all(d in q["answer"] for d in objects.values()) and q["answer"].count(",") == len(objects) - 2
+        check.expect(fits, where, f"answer {q['answer']!r} does not fit the scene of demo {q['demo']!r}")
     return counts
 
 
@@ -288,6 +290,7 @@ def main(inp, outp):
     train_texts, demos = training_texts(files)
     facts_list, counts = [], {c: 0 for c in annotate.CATEGORIES}
     starts = []  # the instruct scene's first hand positions: drawn per episode, so the arm's motion names no goal
+    box = np.array([instruct_scene.HAND_X, instruct_scene.HAND_Y, instruct_scene.HAND_Z])
     for path, name, attrs, entries, states in demos:
         where = f"{os.path.basename(path)} {name}"
         task = os.path.basename(path)[:-5]
@@ -300,7 +303,6 @@ def main(inp, outp):
             scene = json.loads(attrs["scene"])
             check.instruct_demo(where, scene, attrs["language_instruction"], entries, states[0])
             starts.append(np.asarray(states[0][:3]))
-            box = np.array([instruct_scene.HAND_X, instruct_scene.HAND_Y, instruct_scene.HAND_Z])
             check.expect(bool(np.all((starts[-1] >= box[:, 0] - 0.01) & (starts[-1] <= box[:, 1] + 0.01))), where,
                          f"the hand starts at {starts[-1].round(3).tolist()}, outside the start box {box.tolist()}")
             facts_list.append(annotate.instruct_facts(scene))
