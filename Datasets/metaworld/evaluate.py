@@ -29,8 +29,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
-from sim import (CAMERAS, ENV_MAX_STEPS, EVAL_SEED, INSTRUCTIONS, INSTRUCTIONS_FILE, SimEnv, episode_seed, expert,
-                 parse_tasks, process_sim, stop_pool, worker_init)
+from sim import (CAMERAS, ENV_MAX_STEPS, EVAL_SEED, INSTRUCTIONS, INSTRUCTIONS_FILE, SimEnv, check_extra_cameras,
+                 episode_seed, expert, parse_tasks, process_sim, stop_pool, worker_init)
 
 ACTION_DIM = STATE_DIM = 4
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -246,7 +246,8 @@ def disconnect(client):
 
 
 def server_settings(meta, args):
-    """image_size, camera, action_horizon and the executed chunk length from the metadata and the overrides."""
+    """image_size, camera, action_horizon, the executed chunk length and the extra cameras (a list) from the
+    metadata and the overrides."""
     if not isinstance(meta, dict):
         raise ServerProblem(f"the server's metadata is a {type(meta).__name__}, expected a dict")
     missing = [k for k in ("action_horizon", "action_dim", "state_dim") + (() if args.image_size else ("image_size",))
@@ -267,7 +268,14 @@ def server_settings(meta, args):
     execute = args.execute or horizon
     if args.temporal_ensemble is None and execute > horizon:
         raise ServerProblem(f"--execute {execute} exceeds the server's action_horizon {horizon}")
-    return size, camera, horizon, execute
+    extra = meta.get("extra_cameras", [])
+    if not (isinstance(extra, list) and all(isinstance(n, str) for n in extra)):
+        raise ServerProblem(f"unusable metadata: extra_cameras {extra!r} is not a list of camera names")
+    try:
+        extra = check_extra_cameras(extra, camera)
+    except ValueError as e:
+        raise ServerProblem(f"unusable metadata: {e}") from None
+    return size, camera, horizon, execute, extra
 
 
 def check_reply(reply, horizon):
@@ -295,14 +303,14 @@ class ServerPolicy:
         self.chunks = deque()  # temporal ensemble: (first step, chunk) of the predictions covering the step
         self.latency_ms, self.infer_ms, self.text = [], [], None
 
-    def __call__(self, obs, frame):
+    def __call__(self, obs, frame, extra):
         m = self.cfg["temporal_ensemble"]
         if m is None:
             if not self.queue:
-                self.queue.extend(self.query(obs, frame)[:self.cfg["execute"]])
+                self.queue.extend(self.query(obs, frame, extra)[:self.cfg["execute"]])
             action = self.queue.popleft()
         else:
-            self.chunks.append((self.step, self.query(obs, frame)))
+            self.chunks.append((self.step, self.query(obs, frame, extra)))
             while self.step - self.chunks[0][0] >= len(self.chunks[0][1]):
                 self.chunks.popleft()
             preds = np.stack([chunk[self.step - start] for start, chunk in self.chunks])  # oldest first
@@ -311,10 +319,10 @@ class ServerPolicy:
         self.step += 1
         return action
 
-    def query(self, obs, frame):
+    def query(self, obs, frame, extra):
         import websockets
         request = {"observation/image": frame, "observation/state": obs[0:STATE_DIM].astype(np.float32),
-                   "prompt": self.prompt}
+                   "prompt": self.prompt} | {f"observation/{name}_image": image for name, image in extra.items()}
         t0 = time.perf_counter()
         try:
             reply = call_with_timeout(self.cfg["request_timeout"], self.client.infer, request)
@@ -359,13 +367,13 @@ def eval_worker_init():
 
 def run_episode(task, ep, instruction, save_frames, cfg):
     """One evaluation episode in a worker process -> its result record."""
-    sim = process_sim(task, cfg["image_size"], cfg["camera"])
+    sim = process_sim(task, cfg["image_size"], cfg["camera"], cfg["extra_cameras"])
     seed = episode_seed(cfg["seed"], task, ep)
     server = cfg["policy"] == "server"
     policy = ServerPolicy(process_client(cfg), instruction, cfg) if server else expert(task)
     obs, layout = sim.reset(seed)
     frames, steps, success = [], 0, False
-    for frame, _, _, _, success in sim.rollout(policy, obs, cfg["max_steps"]):
+    for frame, _, _, _, _, success in sim.rollout(policy, obs, cfg["max_steps"]):
         steps += 1
         if save_frames:
             frames.append(frame)
@@ -448,7 +456,8 @@ def markdown(report):
                                                                      if report.get("server_metadata") else ""),
              "",
              f"seed {s['seed']}, {s['episodes']} episodes per task, max {s['max_steps']} steps, "
-             f"{s['image_size']}px {s['camera']}, execution: {s['execution']['mode']}"
+             f"{s['image_size']}px {s['camera']}" + "".join(f" + {c}" for c in s["extra_cameras"])
+             + f", execution: {s['execution']['mode']}"
              + "".join(f", {k} {v}" for k, v in s["execution"].items() if k != "mode"),
              "",
              "| task | success | rate | Wilson 95% CI | mean steps |", "|---|---|---|---|---|"]
@@ -486,7 +495,8 @@ def report_of(args, cfg, meta, records, wall_s):
                 "served_model": args.serve,
                 "seed": args.seed, "seed_rule": "episode i of task T: SeedSequence(seed, spawn_key=(crc32(T), i))",
                 "tasks": args.tasks, "episodes": args.episodes, "max_steps": args.max_steps,
-                "image_size": cfg["image_size"], "camera": cfg["camera"], "execution": execution,
+                "image_size": cfg["image_size"], "camera": cfg["camera"], "extra_cameras": cfg["extra_cameras"],
+                "execution": execution,
                 "workers": args.workers, "train_data": args.train_data or None,
                 "instructions": {"file": os.path.abspath(args.instructions) if args.instructions else None,
                                  "sha256": sha256(args.instructions) if args.instructions else None,
@@ -549,10 +559,11 @@ def run_config(args):
                                          "request_timeout", "temporal_ensemble")}
     cfg["out"] = os.path.abspath(args.out)
     if args.policy == "expert":
-        cfg["image_size"], cfg["camera"] = args.image_size or 64, args.camera or "corner4"
+        cfg["image_size"], cfg["camera"], cfg["extra_cameras"] = args.image_size or 64, args.camera or "corner4", []
         return cfg, None
     meta = fetch_metadata(args)
-    cfg["image_size"], cfg["camera"], cfg["action_horizon"], cfg["execute"] = server_settings(meta, args)
+    (cfg["image_size"], cfg["camera"], cfg["action_horizon"], cfg["execute"],
+     cfg["extra_cameras"]) = server_settings(meta, args)
     return cfg, meta
 
 

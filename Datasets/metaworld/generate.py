@@ -17,10 +17,12 @@ from importlib.metadata import version
 
 import numpy as np
 
-from sim import (CAMERAS, ENV_MAX_STEPS, INSTRUCTIONS, camera_for, env_state_doc, episode_seed, expert, parse_tasks,
-                 process_sim, stop_pool, worker_init)
+from sim import (CAMERAS, ENV_MAX_STEPS, INSTRUCTIONS, camera_for, check_extra_cameras, env_state_doc, episode_seed,
+                 expert, parse_tasks, process_sim, stop_pool, worker_init)
 
-GENERATOR_VERSION = "1.1.0"  # 1.1.0: the instruct scene's rand_vec holds the hand's start (34 values, was 31)
+# 1.1.0: the instruct scene's rand_vec holds the hand's start (34 values, was 31)
+# 1.2.0: --extra-cameras (obs/<name>_rgb) and the data attr extra_cameras
+GENERATOR_VERSION = "1.2.0"
 CHUNK_FRAMES = 8  # frames per zstd chunk: cross-frame redundancy vs. cost of a one-frame read
 
 
@@ -29,18 +31,19 @@ def run_episode(sim, policy, seed, max_steps, keep_failure):
     obs, layout = sim.reset(seed)
     attrs = sim.episode_attrs()
     steps = list(sim.rollout(policy, obs, max_steps))
-    success = steps[-1][4]
+    success = steps[-1][-1]
     ep = {"seed": seed, "success": success, "steps": len(steps)}
     if success or keep_failure:
-        frames, states, actions, rewards, _ = zip(*steps)
+        frames, extras, states, actions, rewards, _ = zip(*steps)
         ep.update(layout=json.dumps(layout), attrs=attrs, rgb=np.stack(frames),
+                  extra_rgb={name: np.stack([e[name] for e in extras]) for name in sim.extra_cameras},
                   state=np.asarray(states, np.float32), actions=np.stack(actions),
                   rewards=np.asarray(rewards, np.float32))
     return ep
 
 
 def run_chunk(task, attempts, cfg):
-    sim = process_sim(task, cfg["image_size"], cfg["camera"])
+    sim = process_sim(task, cfg["image_size"], cfg["camera"], cfg["extra_cameras"])
     policy = expert(task)
     out = []
     for a in attempts:
@@ -67,8 +70,9 @@ def write_task_file(path, task, eps, cfg, attempts):
                 g.create_dataset("rewards", data=ep["rewards"])
                 g.create_dataset("dones", data=(np.arange(T) == T - 1).astype(np.uint8))
                 o = g.create_group("obs")
-                o.create_dataset("agentview_rgb", data=ep["rgb"], chunks=(min(CHUNK_FRAMES, T),) + ep["rgb"].shape[1:],
-                                 **hdf5plugin.Zstd(clevel=3))
+                for key, rgb in [("agentview", ep["rgb"])] + list(ep["extra_rgb"].items()):
+                    o.create_dataset(f"{key}_rgb", data=rgb, chunks=(min(CHUNK_FRAMES, T),) + rgb.shape[1:],
+                                     **hdf5plugin.Zstd(clevel=3))
                 o.create_dataset("ee_pos", data=ep["state"][:, 0:3])
                 o.create_dataset("gripper_state", data=ep["state"][:, 3:4])
                 o.create_dataset("env_state", data=ep["state"])
@@ -77,19 +81,23 @@ def write_task_file(path, task, eps, cfg, attempts):
                 g.attrs.update(ep["attrs"])  # the instruct scene: language_instruction and scene
                 if cfg["all_attempts"]:
                     g.attrs["success"] = int(ep["success"])
-            size, camera = cfg["image_size"], camera_for(task, cfg["camera"])
+            size, camera, extra = cfg["image_size"], camera_for(task, cfg["camera"]), cfg["extra_cameras"]
             data.attrs.update(
                 task=task, env_name=task, language_instruction=INSTRUCTIONS[task],
                 env_version=f"metaworld {version('metaworld')} (v3 envs), mujoco {version('mujoco')}",
                 num_demos=n, total=int(sum(len(e["actions"]) for e in eps)), attempts=attempts,
                 image_size=size, camera=camera, camera_rotated_180=int(bool(eps and eps[0]["flip"])),
+                extra_cameras=json.dumps(extra),
                 render_settings="mujoco.Renderer, vis.quality.offsamples=0, shadows and reflections off, "
-                                "image rotated 180 degrees when camera_rotated_180",
+                                "image rotated 180 degrees when camera_rotated_180"
+                                + ("; extra cameras by the same rule (the corner* ones)" if extra else ""),
                 seed=cfg["seed"], max_steps=cfg["max_steps"], generator_version=GENERATOR_VERSION,
                 env_args=json.dumps({"env_name": task, "type": "metaworld-v3", "env_kwargs": {
                     "camera_name": camera, "width": size, "height": size, "max_steps": cfg["max_steps"]}}),
                 obs_doc="agentview_rgb: uint8 HWC, top row first; ee_pos: obs[0:3] hand xyz; "
-                        f"gripper_state: obs[3] gripper opening in [0,1] (T,1); env_state: {env_state_doc(task)}",
+                        f"gripper_state: obs[3] gripper opening in [0,1] (T,1); env_state: {env_state_doc(task)}"
+                        + (f"; {', '.join(n + '_rgb' for n in extra)}: the same state as agentview_rgb seen from "
+                           "the extra_cameras" if extra else ""),
                 action_doc="(dx, dy, dz, gripper) in [-1, 1], gripper +1 closes")
             if cfg["all_attempts"]:
                 data.attrs.update(all_attempts=1, successes=sum(int(e["success"]) for e in eps))
@@ -109,6 +117,8 @@ def parse_args(argv):
     p.add_argument("--demos-per-task", type=int, default=50)
     p.add_argument("--image-size", type=int, default=64, help="square images, 8..512 (default 64)")
     p.add_argument("--camera", default="corner4", help=f"one of {', '.join(CAMERAS)} (default corner4)")
+    p.add_argument("--extra-cameras", default="", metavar="NAMES",
+                   help="comma list of more cameras, each stored as obs/<name>_rgb (default none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=ENV_MAX_STEPS, help="per attempt, 1..500 (default 500)")
@@ -126,6 +136,10 @@ def parse_args(argv):
         p.error(f"--image-size must be between 8 and 512, got {a.image_size}")
     if a.camera not in CAMERAS:
         p.error(f"unknown camera {a.camera!r}; valid: {', '.join(CAMERAS)}")
+    try:
+        a.extra_cameras = check_extra_cameras(filter(None, a.extra_cameras.replace(" ", "").split(",")), a.camera)
+    except ValueError as e:
+        p.error(f"--extra-cameras: {e}")
     if not 1 <= a.max_steps <= ENV_MAX_STEPS:
         p.error(f"--max-steps must be between 1 and {ENV_MAX_STEPS}, got {a.max_steps}")
     if a.demos_per_task < 1 or a.workers < 1 or not 0 <= a.valid_fraction < 1:
@@ -152,13 +166,15 @@ def finish_task(task, recorded, n, next_attempt, cfg, out_dir):
             "language_instruction": INSTRUCTIONS[task], "train": n_train, "valid": n_valid,
             "attempts": attempts, "scripted_success_rate": round(successes / max(attempts, 1), 4),
             "frames": sum(lengths), "mean_length": round(float(np.mean(lengths)), 1) if kept else 0,
-            "max_length": max(lengths, default=0)} | ({"successes": successes} if cfg["all_attempts"] else {})
+            "max_length": max(lengths, default=0), "extra_cameras": cfg["extra_cameras"]} \
+        | ({"successes": successes} if cfg["all_attempts"] else {})
 
 
 def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
-    cfg = {k: getattr(args, k) for k in ("seed", "image_size", "camera", "max_steps", "valid_fraction", "all_attempts")}
+    cfg = {k: getattr(args, k) for k in ("seed", "image_size", "camera", "extra_cameras", "max_steps", "valid_fraction",
+                                         "all_attempts")}
     n = args.demos_per_task
     chunk = max(1, min(10, math.ceil(n / args.workers)))
     limit = max(20, 10 * n)  # attempts after which a task is given up

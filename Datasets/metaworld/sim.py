@@ -25,8 +25,11 @@ EVAL_SEED = 1_000_000  # evaluation episodes: episode_seed(EVAL_SEED, task, i); 
 # workspace: a free camera (not in the model) that frames the table's working area from the front
 # right, as the plain behaviour-cloning baseline does (Shared reference mt10-bc-baseline.md): pucks and
 # goal sites take several pixels at 64x64 instead of the 1-2 they take from corner4.
-FREE_CAMERAS = {"workspace": {"lookat": (0.0, 0.68, 0.12), "distance": 1.05, "azimuth": 135.0, "elevation": -30.0}}
-CAMERAS = ["corner4", "workspace", "corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV"]
+# side: a free camera looking along -x from the table's +x side: the image's horizontal is the robot's y, its
+# vertical the height. One oblique 64x64 view leaves the reach goal's depth ambiguous; with workspace it is not.
+FREE_CAMERAS = {"workspace": {"lookat": (0.0, 0.68, 0.12), "distance": 1.05, "azimuth": 135.0, "elevation": -30.0},
+                "side": {"lookat": (0.0, 0.7, 0.12), "distance": 0.9, "azimuth": 180.0, "elevation": -25.0}}
+CAMERAS = ["corner4", "workspace", "side", "corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV"]
 
 MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
         "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]
@@ -63,14 +66,27 @@ def camera_for(task, camera):
     return instruct_scene.CAMERA if task == INSTRUCT_TASK else camera
 
 
+def check_extra_cameras(names, main):
+    """Extra camera names (from CAMERAS, distinct, none equal to the main camera) as a list; else ValueError."""
+    names = list(names)
+    bad = [n for n in names if n not in CAMERAS]
+    if bad:
+        raise ValueError(f"unknown extra camera(s) {', '.join(map(repr, bad))}; valid: {', '.join(CAMERAS)}")
+    if main in names:
+        raise ValueError(f"extra camera {main!r} is the main camera")
+    if len(set(names)) != len(names):
+        raise ValueError(f"extra cameras listed twice: {', '.join(names)}")
+    return names
+
+
 def env_state_doc(task):
     return instruct_scene.ENV_STATE_DOC if task == INSTRUCT_TASK else "the full 39-d observation"
 
 
 class SimEnv:
-    """One task's env and (unless size is None) its offscreen renderer."""
+    """One task's env and (unless size is None) its offscreen renderer, for the main camera and any extra ones."""
 
-    def __init__(self, task, size=None, camera="corner4"):
+    def __init__(self, task, size=None, camera="corner4", extra_cameras=()):
         import metaworld
         import mujoco
         self.mujoco = mujoco
@@ -83,11 +99,12 @@ class SimEnv:
             self.env.seeded_rand_vec = True  # fresh layouts drawn from env.np_random instead of the 50 fixed ones
         self.renderer = None
         self.camera = camera = camera_for(task, camera)
+        self.extra_cameras = check_extra_cameras(extra_cameras, camera)
         self.flip = False
         if size is not None:
-            self._make_renderer(size, camera)
+            self._make_renderer(size)
 
-    def _make_renderer(self, size, camera):
+    def _make_renderer(self, size):
         m = self.env.model
         # llvmpipe spends most of its time on MSAA and 4096^2 shadow maps: 75-130 ms -> ~7 ms a frame.
         m.vis.quality.offsamples = 0
@@ -95,19 +112,22 @@ class SimEnv:
         m.vis.global_.offheight = max(m.vis.global_.offheight, size)
         self.renderer = self.mujoco.Renderer(m, size, size)
         self.env.reset()
+        self.view, self.flip = self._view(self.camera)
+        self.extra_views = {name: self._view(name) for name in self.extra_cameras}
+
+    def _view(self, camera):
+        """(what update_scene takes for this camera, whether its image is rotated by 180 degrees)."""
         if camera in FREE_CAMERAS:
             free = self.mujoco.MjvCamera()
             free.type = self.mujoco.mjtCamera.mjCAMERA_FREE
             spec = FREE_CAMERAS[camera]
             free.lookat[:] = spec["lookat"]
             free.distance, free.azimuth, free.elevation = spec["distance"], spec["azimuth"], spec["elevation"]
-            self.view = free
-            return
-        self.view = camera
+            return free, False
         # Meta-World's corner cameras have their up axis pointing down (images come out upside down):
         # rotate by 180 degrees whenever the camera's up vector points below the horizon.
-        cam = m.camera(camera).id
-        self.flip = bool(self.env.data.cam_xmat[cam].reshape(3, 3)[2, 1] < 0)
+        cam = self.env.model.camera(camera).id
+        return camera, bool(self.env.data.cam_xmat[cam].reshape(3, 3)[2, 1] < 0)
 
     def reset(self, seed):
         """Start the episode of this seed; returns (obs, layout dict)."""
@@ -138,26 +158,33 @@ class SimEnv:
 
     def render(self):
         """The current frame: uint8 (S,S,3), top row first, upright."""
+        return self._draw(self.view, self.flip)
+
+    def render_extra(self):
+        """{extra camera: its frame of the current state, as render()} ({} without extra cameras)."""
+        return {name: self._draw(view, flip) for name, (view, flip) in self.extra_views.items()}
+
+    def _draw(self, view, flip):
         r = self.renderer
-        r.update_scene(self.env.data, camera=self.view)
+        r.update_scene(self.env.data, camera=view)
         r.scene.flags[self.mujoco.mjtRndFlag.mjRND_SHADOW] = False
         r.scene.flags[self.mujoco.mjtRndFlag.mjRND_REFLECTION] = False
         img = r.render()
-        return img[::-1, ::-1].copy() if self.flip else img.copy()
+        return img[::-1, ::-1].copy() if flip else img.copy()
 
     def rollout(self, policy, obs, max_steps):
         """Render, act, step until the first info["success"] or max_steps.
 
-        policy(obs, frame) -> action; actions are clipped to [-1, 1] and sent as float32.
-        Yields (frame, obs before the action, action, reward, success) per step.
+        policy(obs, frame, extra) -> action, extra being render_extra() of the same state; actions are clipped
+        to [-1, 1] and sent as float32. Yields (frame, extra, obs before the action, action, reward, success) per step.
         """
         for _ in range(max_steps):
-            frame = self.render()
+            frame, extra = self.render(), self.render_extra()
             state = obs.copy()  # some experts (door-open/close) edit the obs they are given in place
-            action = np.clip(policy(obs, frame), -1.0, 1.0).astype(np.float32)
+            action = np.clip(policy(obs, frame, extra), -1.0, 1.0).astype(np.float32)
             obs, reward, _, _, info = self.env.step(action)
             success = bool(info["success"])
-            yield frame, state, action, reward, success
+            yield frame, extra, state, action, reward, success
             if success:
                 return
 
@@ -172,21 +199,21 @@ def expert(task):
     from metaworld.policies import ENV_POLICY_MAP
     warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")  # actions are clipped
     policy = instruct_scene.InstructPlaceExpert() if task == INSTRUCT_TASK else ENV_POLICY_MAP[task]()
-    return lambda obs, frame: policy.get_action(obs)
+    return lambda obs, frame, extra: policy.get_action(obs)
 
 
 _sim = None
 
 
-def process_sim(task, size, camera):
-    """This worker process's SimEnv for (task, size, camera); the previous one is closed."""
+def process_sim(task, size, camera, extra_cameras=()):
+    """This worker process's SimEnv for (task, size, camera, extra_cameras); the previous one is closed."""
     global _sim
-    key = (task, size, camera)
+    key = (task, size, camera, tuple(extra_cameras))
     if _sim is None or _sim.key != key:
         first = _sim is None
         if not first:
             _sim.close()
-        _sim = SimEnv(task, size, camera)
+        _sim = SimEnv(task, size, camera, extra_cameras)
         _sim.key = key
         if first:  # after the renderer exists, so that this runs before mujoco's own atexit eglTerminate
             atexit.register(_close_sim)

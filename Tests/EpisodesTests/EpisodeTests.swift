@@ -234,6 +234,29 @@ final class EpisodeTests: XCTestCase {
     }
 
     /// A loader nobody holds any more stops its worker thread (no deadlock, no leaked thread).
+    /// A second camera (generate.py --extra-cameras side) changes nothing else in the data, is stored
+    /// as obs/side_rgb, and evaluate.py sends it as observation/side_image when the server asks for it
+    /// (checks in check_extra_cameras.py); the loader gives both views, in the recipe's order.
+    func testExtraCameraViewsLeaveTheMainViewUnchangedAndReachTheServer() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-views-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let report = try PythonReference.run("Tests/EpisodesTests/Fixtures/check_extra_cameras.py", input: ["dir": dir.path])
+        let problems = try XCTUnwrap(report["problems"] as? [String])
+        XCTAssertEqual(problems, [], "first problems:\n" + problems.prefix(10).joined(separator: "\n"))
+        XCTAssertGreaterThan(report["requests_checked"] as? Int ?? 0, 0)
+        XCTAssertEqual(report["extra_cameras_attr"] as? [String: String], ["plain": "[]", "side": "[\"side\"]"])
+
+        let layout = EpisodeLayout(kind: .robomimic, imageKeys: ["agentview_rgb", "side_rgb"], proprioKeys: ["ee_pos", "gripper_state"],
+                                   actionKey: "actions")
+        let file = dir.appendingPathComponent("side/reach-v3.hdf5").path
+        let both = try EpisodeDataset(files: [file], layout: layout).sample(episode: 0, step: 3, horizon: 2)
+        let main = try EpisodeDataset(files: [file], layout: .metaworld).sample(episode: 0, step: 3, horizon: 2)
+        XCTAssertEqual(both.images.count, 2)
+        XCTAssertEqual(both.images[0], main.images[0], "the first view is agentview_rgb")
+        XCTAssertNotEqual(both.images[1], both.images[0])
+    }
+
     func testDroppedLoadersReleaseTheirWorkers() throws {
         let dataset = try EpisodeDataset(files: [fixtures.path("robomimic_none.hdf5")], layout: .metaworld)
         let stats = try NormStats(dataset: dataset)
