@@ -23,6 +23,8 @@ public struct ActionExpertConfig: Sendable, Equatable {
     public var keypoints = 0
     /// A spatial-readout token: every patch feature, flattened in grid order, through an MLP.
     public var spatialReadout = false
+    /// Camera views per observation, each through the one vision encoder (the first is the VLM's).
+    public var cameras = 1
 
     public init(backbone: TransformerConfig, numLayers: Int, vision: VisionConfig, latentSize: Int, numQueries: Int,
                 proprioDim: Int, actionDim: Int, horizon: Int) {
@@ -145,7 +147,8 @@ public final class ActionExpert: Module {
         spatialSoftmax = config.keypoints > 0
             ? SpatialSoftmax(features: config.vision.hiddenSize, keypoints: config.keypoints, gridSize: config.vision.gridSize, width: d, rng: &rng)
             : nil
-        spatialReadout = config.spatialReadout ? MLPProjector(config.vision.numPatches * config.vision.hiddenSize, d, rng: &rng) : nil
+        spatialReadout = config.spatialReadout
+            ? MLPProjector(config.cameras * config.vision.numPatches * config.vision.hiddenSize, d, rng: &rng) : nil
         actionEncoder = ActionEncoder(actionDim: config.actionDim, width: d, rng: &rng)
         layers = (0..<config.numLayers).map { _ in TransformerBlock(config.backbone, rng: &rng) }
         norm = RMSNorm(d, eps: config.backbone.rmsNormEps)
@@ -156,31 +159,37 @@ public final class ActionExpert: Module {
 
     /// Token group of each position, for the block-causal mask.
     var groups: [Int] {
-        Array(repeating: 0, count: config.vision.numPatches / (config.mergePatches ? 4 : 1))
-            + Array(repeating: 1, count: config.numQueries + (config.proprioDim > 0 ? 1 : 0) + (config.keypoints > 0 ? 1 : 0)
+        Array(repeating: 0, count: config.cameras * config.vision.numPatches / (config.mergePatches ? 4 : 1))
+            + Array(repeating: 1, count: config.numQueries + (config.proprioDim > 0 ? 1 : 0) + (config.keypoints > 0 ? config.cameras : 0)
                                    + (config.spatialReadout ? 1 : 0))
             + Array(repeating: 2, count: config.horizon)
     }
 
-    /// Velocity [B, H, A] of noisy actions x_t [B, H, A] at flow times t [B], given pixels [B, S, S, 3]
-    /// in [0, 1], the VLM's latents [B, N, latentSize] and (when configured) proprio [B, P].
+    /// Velocity [B, H, A] of noisy actions x_t [B, H, A] at flow times t [B], given pixels [B, C, S, S, 3]
+    /// in [0, 1] (C camera views; [B, S, S, 3] for one), the VLM's latents [B, N, latentSize] and
+    /// (when configured) proprio [B, P].
     public func callAsFunction(pixels: Tensor, latents: Tensor, proprio: Tensor?, noisyActions: Tensor, time: [Float]) -> Tensor {
         velocity(prefix: prefix(context: context(pixels: pixels, latents: latents, proprio: proprio)), noisyActions: noisyActions, time: time)
     }
 
-    /// The tokens before the actions, [B, patches + N (+ 1…), width].
+    /// The tokens before the actions, [B, C·patches + N (+ 1…), width].
     public func context(pixels: Tensor, latents: Tensor, proprio: Tensor?) -> Tensor {
-        let b = pixels.shape[0]
+        let (b, c, s) = (latents.shape[0], config.cameras, config.vision.imageSize)
         precondition(latents.shape == [b, config.numQueries, config.latentSize], "ActionExpert: latents \(latents.shape)")
+        precondition(pixels.shape[0] == b && pixels.count == b * c * s * s * 3,
+                     "ActionExpert: pixels \(pixels.shape) for \(b) observations of \(c) \(s)² camera views")
         let condition = mean(latents, axes: [1])
-        let features = vision(pixels, film: film.map { $0(condition) })
-        let patches = visionProjector(config.mergePatches ? pixelShuffle(features) : features)
+        // Every view of a sample is FiLM-ed by that sample's latents: frames [B·C, S, S, 3], sample-major.
+        let perView = c == 1 ? condition : gatherRows(condition, (0..<b).flatMap { Array(repeating: $0, count: c) })
+        let features = vision(pixels.reshaped([b * c, s, s, 3]), film: film.map { $0(perView) })
+        // The views' patches side by side: the backbone's positions tell one view from the other.
+        let patches = visionProjector(config.mergePatches ? pixelShuffle(features) : features).reshaped([b, -1, config.backbone.hiddenSize])
         var tokens = [patches, latentProjector(latents)]
         if let proprioProjector {
             guard let proprio else { preconditionFailure("ActionExpert: configured with proprio but none given") }
             tokens.append(proprioProjector(proprio).reshaped([b, 1, -1]))
         }
-        if let spatialSoftmax { tokens.append(spatialSoftmax(features)) }
+        if let spatialSoftmax { tokens.append(spatialSoftmax(features).reshaped([b, c, -1])) }  // one token per view
         if let spatialReadout { tokens.append(spatialReadout(features.reshaped([b, -1])).reshaped([b, 1, -1])) }
         return concat(tokens, axis: 1)
     }

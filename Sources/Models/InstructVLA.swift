@@ -16,7 +16,8 @@ public struct ActionInputs {
     public var length: Int
     /// The frozen VLM's image tokens [B, tokensPerImage, C] (cacheable: the vision tower and projector never train).
     public var imageTokens: Tensor
-    /// Pixels [B, S, S, 3] in [0, 1] for the expert's own vision encoder.
+    /// Pixels [B, C, S, S, 3] in [0, 1] for the expert's own vision encoder: C camera views, the
+    /// first the one the VLM read ([B, S, S, 3] for one view).
     public var pixels: Tensor
     /// Quantile-normalised proprio [B, P].
     public var proprio: Tensor?

@@ -25,7 +25,8 @@ public final class ModelPolicy: Policy {
         self.think = think ?? policy.thinksByDefault
         thoughts = ThoughtCache(every: policy.instruct?.inference.thinkEvery ?? 1)
         name = policy.instruct == nil ? "instructvla-stage1" : "instructvla-stage2"
-        schema = ObservationSchema(imageHeight: policy.imageSize, imageWidth: policy.imageSize, stateDim: policy.proprioDim)
+        schema = ObservationSchema(imageKeys: policy.observationImageKeys, imageHeight: policy.imageSize, imageWidth: policy.imageSize,
+                                   stateDim: policy.proprioDim)
         rng = RNG(seed: seed)
         self.noiseScale = noiseScale
         var extra: [String: MsgPackValue] = ["weights": .string(policy.source.path), "noise_seed": .int(Int64(seed)),
@@ -33,6 +34,7 @@ public final class ModelPolicy: Policy {
                                              "stage": .string(policy.stage), "think": .bool(self.think)]
         if self.think { extra["think_every"] = .int(Int64(thoughts.every)) }
         if let camera = policy.camera { extra["camera"] = .string(camera) }
+        if !policy.extraCameras.isEmpty { extra["extra_cameras"] = .array(policy.extraCameras.map { .string($0) }) }
         extraMetadata = extra
     }
 
@@ -41,13 +43,13 @@ public final class ModelPolicy: Policy {
 
     public func infer(_ observation: Observation) throws -> PolicyOutput {
         guard think else {
-            return PolicyOutput(actions: try policy.act(image: observation.images[0], proprio: observation.state,
+            return PolicyOutput(actions: try policy.act(images: observation.images, proprio: observation.state,
                                                         instruction: observation.prompt, rng: &rng, noiseScale: noiseScale))
         }
         let thought = try thoughts.thought(for: observation.prompt) {
             try policy.respond(image: observation.images[0], instruction: observation.prompt)
         }
-        let actions = try policy.act(image: observation.images[0], proprio: observation.state, instruction: observation.prompt,
+        let actions = try policy.act(images: observation.images, proprio: observation.state, instruction: observation.prompt,
                                      response: thought.ids, rng: &rng, noiseScale: noiseScale)
         return PolicyOutput(actions: actions, text: thought.text, extra: ["thought_age": .int(Int64(thought.age))])
     }

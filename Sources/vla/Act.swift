@@ -50,7 +50,7 @@ extension VLA {
             guard parts.count == 3, let step = Int(parts[2]) else { throw ValidationError("--frame must be FILE:EPISODE:STEP, got '\(frame)'") }
             do {
                 let policy = try ActionPolicy(contentsOf: URL(fileURLWithPath: model))
-                let dataset = try EpisodeDataset(files: [parts[0]], layout: .metaworld)
+                let dataset = try EpisodeDataset(files: [parts[0]], layout: policy.recipe.data.episodeLayout)
                 guard let e = dataset.episodes.firstIndex(where: { $0.name == parts[1] }) else {
                     throw EpisodeError("\(parts[0]): no episode '\(parts[1])' (has \(dataset.episodes.prefix(3).map(\.name).joined(separator: ", "))…)")
                 }
@@ -61,7 +61,7 @@ extension VLA {
                 var rng = RNG(seed: seed)
                 let said = instruction ?? sample.instruction
                 let response = try (thinking.think ?? policy.thinksByDefault) ? policy.respond(image: sample.images[0], instruction: said) : nil
-                let actions = try policy.act(image: sample.images[0], proprio: sample.proprio, instruction: said, response: response?.ids, rng: &rng)
+                let actions = try policy.act(images: sample.images, proprio: sample.proprio, instruction: said, response: response?.ids, rng: &rng)
                 let rows = { (v: [Float]) in stride(from: 0, to: v.count, by: policy.actionDim).map { Array(v[$0..<($0 + policy.actionDim)]) } }
                 var out: [String: Any] = ["instruction": said, "actions": rows(actions), "recorded": rows(sample.actions)]
                 if let response { out["response"] = response.text }

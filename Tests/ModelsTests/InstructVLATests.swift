@@ -11,7 +11,7 @@ final class InstructVLATests: XCTestCase {
 
     /// A VLM and expert small enough for finite differences over their weights.
     func tinyModel(tieEmbeddings: Bool = true, mergePatches: Bool = false, stemChannels: Int = 0, keypoints: Int = 0,
-                   spatialReadout: Bool = false) -> InstructVLA {
+                   spatialReadout: Bool = false, cameras: Int = 1) -> InstructVLA {
         var rng = RNG(seed: 1)
         let vlm = VisionLanguageModel(vision: VisionConfig(imageSize: 16, patchSize: 4, hiddenSize: 8, numLayers: 1, numHeads: 2, intermediateSize: 16),
                                       language: TransformerConfig(hiddenSize: 8, numHeads: 2, numKeyValueHeads: 1, intermediateSize: 16),
@@ -24,6 +24,7 @@ final class InstructVLATests: XCTestCase {
         expert.vision.stemChannels = stemChannels
         expert.keypoints = keypoints
         expert.spatialReadout = spatialReadout
+        expert.cameras = cameras
         return InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 2, alpha: 4, dropout: 0), queryIds: Self.queries, seed: 2)
     }
 
@@ -87,6 +88,43 @@ final class InstructVLATests: XCTestCase {
             gradients.append(checked.flatMap { $0.grad!.toArray() })
         }
         assertClose(gradients[0], gradients[1], tol: 1e-5)
+    }
+
+    /// Two camera views per observation through the one vision encoder: each view's patches (and
+    /// keypoint token) enter the context, the readout reads both grids, either view changes the
+    /// actions, and gradients flow through the whole loss.
+    func testTwoCameraViewsEachReachTheActions() {
+        let vla = tinyModel(keypoints: 2, spatialReadout: true, cameras: 2)
+        let expert = vla.actionModel
+        var inputs = inputs(vla)
+        let views = param([2, 2, 16, 16, 3], seed: 21, scale: 0.2, offset: 0.5).detached()
+        inputs.pixels = views
+        let latents = param([2, 2, 8], seed: 13).detached()
+        let context = withoutGrad { expert.context(pixels: views, latents: latents, proprio: inputs.proprio) }
+        // 2 views × 4 patches, 2 latents, proprio, a keypoint token per view, the readout.
+        XCTAssertEqual(context.shape, [2, 8 + 2 + 1 + 2 + 1, 8])
+        XCTAssertEqual(expert.groups.count, 14 + 3)
+        XCTAssertEqual(expert.spatialReadout!.fc1.weight.shape, [8, 2 * 4 * 4])
+        // Sample 0's second view changed: its context changes, sample 1's does not.
+        var changed = views.toArray()
+        for i in (16 * 16 * 3)..<(2 * 16 * 16 * 3) { changed[i] = 1 - changed[i] }
+        let other = withoutGrad { expert.context(pixels: Tensor(changed, shape: views.shape), latents: latents, proprio: inputs.proprio) }
+        let n = context.count / 2
+        XCTAssertNotEqual(Array(context.toArray()[..<n]), Array(other.toArray()[..<n]))
+        XCTAssertEqual(Array(context.toArray()[n...]), Array(other.toArray()[n...]))
+        // The same frame in both places is not the same observation: which view is which matters.
+        var swapped = views.toArray()
+        let frame = 16 * 16 * 3
+        swapped.replaceSubrange(0..<(2 * frame), with: Array(swapped[frame..<(2 * frame)] + swapped[0..<frame]))
+        let reordered = withoutGrad { expert.context(pixels: Tensor(swapped, shape: views.shape), latents: latents, proprio: inputs.proprio) }
+        XCTAssertNotEqual(Array(context.toArray()[64..<n]), Array(reordered.toArray()[64..<n]),
+                          "the readout and keypoint tokens tell the views apart")
+        let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
+        assertGradients([expert.vision.embeddings.patchEmbedding.weight, expert.film[0].scale.weight, expert.spatialReadout!.fc1.weight,
+                         expert.spatialSoftmax!.keypoints.weight], eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
+            var rng = RNG(seed: 6)
+            return vla.loss(inputs, actions: actions, rng: &rng).total
+        }
     }
 
     /// The action head over the final-normed action tokens [B, H, D].

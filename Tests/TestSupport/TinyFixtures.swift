@@ -4,9 +4,10 @@ import Foundation
 /// shapes VQA at 16 px, a one-layer stage-0 VLM, a one-layer stage-1 action expert.
 public enum TinyFixtures {
     /// Scripted-expert demonstrations of `tasks` (comma-separated) into `folder` (one HDF5 per task).
-    public static func demonstrations(_ tasks: String, perTask: Int, into folder: URL) throws {
+    public static func demonstrations(_ tasks: String, perTask: Int, into folder: URL, extraCameras: [String] = []) throws {
         try PythonReference.runScript("Datasets/metaworld/generate.py", arguments: ["--tasks", tasks, "--demos-per-task", "\(perTask)",
-                                                                                   "--image-size", "16", "--workers", "1", "--out", folder.path])
+                                                                                   "--image-size", "16", "--workers", "1", "--out", folder.path]
+                                                                                  + (extraCameras.isEmpty ? [] : ["--extra-cameras", extraCameras.joined(separator: ",")]))
     }
 
     public static func shapes(into file: URL, train: Int = 64, test: Int = 20) throws {

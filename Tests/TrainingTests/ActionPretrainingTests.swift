@@ -82,11 +82,11 @@ final class ActionPretrainingTests: XCTestCase {
         let probe = try ImageSensitivity.probe(policy, file: file, step: 2, episodes: 3)
         let data = try EpisodeDataset(files: [file], layout: .metaworld)
         let frames = try (0..<3).map { try data.sample(episode: $0, step: 2, horizon: policy.horizon) }
-        let own = try frames.map { try policy.meanAction(image: $0.images[0], proprio: $0.proprio, instruction: $0.instruction) }
-        XCTAssertEqual(own[0], try policy.meanAction(image: frames[0].images[0], proprio: frames[0].proprio, instruction: frames[0].instruction),
+        let own = try frames.map { try policy.meanAction(images: $0.images, proprio: $0.proprio, instruction: $0.instruction) }
+        XCTAssertEqual(own[0], try policy.meanAction(images: frames[0].images, proprio: frames[0].proprio, instruction: frames[0].instruction),
                        "the noise-free chunk is deterministic")
         let swapped = try (0..<3).map { i in
-            try policy.meanAction(image: frames[(i + 1) % 3].images[0], proprio: frames[i].proprio, instruction: frames[i].instruction)
+            try policy.meanAction(images: frames[(i + 1) % 3].images, proprio: frames[i].proprio, instruction: frames[i].instruction)
         }
         var error = 0.0, swappedError = 0.0, change = 0.0, spread = 0.0
         // One instruction per Meta-World task: swapping it between episodes cannot change anything.
@@ -119,8 +119,8 @@ final class ActionPretrainingTests: XCTestCase {
         var instructionChange = 0.0
         for i in 0..<3 {
             XCTAssertEqual(try rewordedData.sample(episode: i, step: 2, horizon: policy.horizon).instruction, instructions[i])
-            let other = try policy.meanAction(image: frames[i].images[0], proprio: frames[i].proprio, instruction: instructions[(i + 1) % 3])
-            let own = try policy.meanAction(image: frames[i].images[0], proprio: frames[i].proprio, instruction: instructions[i])
+            let other = try policy.meanAction(images: frames[i].images, proprio: frames[i].proprio, instruction: instructions[(i + 1) % 3])
+            let own = try policy.meanAction(images: frames[i].images, proprio: frames[i].proprio, instruction: instructions[i])
             for j in own.indices { instructionChange += Double(abs(own[j] - other[j])) / values }
         }
         XCTAssertGreaterThan(instructionChange, 0, "the tiny policy's chunk depends on its instruction")
@@ -140,7 +140,7 @@ final class ActionPretrainingTests: XCTestCase {
         let sample = try dataset.sample(episode: 0, step: 5, horizon: 1)
         let noise = Array(repeating: Float(0), count: policy.horizon * policy.actionDim)
         func act(_ proprio: [Float]) throws -> [Float] {
-            try policy.act(image: sample.images[0], proprio: proprio, instruction: sample.instruction, noise: noise)
+            try policy.act(images: sample.images, proprio: proprio, instruction: sample.instruction, noise: noise)
         }
         let a = try act(sample.proprio)
         var moved = sample.proprio
@@ -185,6 +185,44 @@ final class ActionPretrainingTests: XCTestCase {
         XCTAssertEqual(stage1, stage0, "the same answers, word for word")
     }
 
+    /// `data.image_keys: [agentview_rgb, side_rgb]`: the expert reads both views (the VLM the
+    /// first), the run records the extra camera for clients, a policy wants both views and acts on
+    /// the second, and the bundle serves the same.
+    func testASecondCameraViewIsTrainedOnServedAndExported() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1views-\(UUID().uuidString.prefix(8))")
+        let demos = root.appendingPathComponent("demos")
+        try TinyFixtures.demonstrations("reach-v3", perTask: 3, into: demos, extraCameras: ["side"])
+        let run = root.appendingPathComponent("run")
+        let (task, losses) = try train(in: run, overrides: ["data.files=['\(demos.path)/*-v3.hdf5']", "data.image_keys=[agentview_rgb, side_rgb]",
+                                                            "train.steps=2"])
+        XCTAssertEqual(task.vla.actionModel.config.cameras, 2)
+        XCTAssertTrue(losses.allSatisfy(\.isFinite))
+        let observation = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("observation.json"))) as? [String: Any]
+        XCTAssertEqual(observation?["extra_cameras"] as? [String], ["side"])
+
+        let policy = try ActionPolicy(contentsOf: run)
+        XCTAssertEqual(policy.observationImageKeys, ["observation/image", "observation/side_image"])
+        let dataset = try EpisodeDataset(files: [demos.appendingPathComponent("reach-v3.hdf5").path], layout: policy.recipe.data.episodeLayout)
+        let sample = try dataset.sample(episode: 0, step: 5, horizon: 1)
+        XCTAssertEqual(sample.images.count, 2)
+        XCTAssertNotEqual(sample.images[0], sample.images[1], "the side view is another picture")
+        let noise = Array(repeating: Float(0), count: policy.horizon * policy.actionDim)
+        let both = try policy.act(images: sample.images, proprio: sample.proprio, instruction: sample.instruction, noise: noise)
+        let otherSide = try policy.act(images: [sample.images[0], sample.images[1].map { 255 - $0 }], proprio: sample.proprio,
+                                       instruction: sample.instruction, noise: noise)
+        XCTAssertNotEqual(both, otherSide, "the second view reaches the actions")
+        XCTAssertThrowsError(try policy.act(images: [sample.images[0]], proprio: sample.proprio, instruction: sample.instruction, noise: noise)) {
+            XCTAssertTrue("\($0)".contains("2 camera view(s)"), "\($0)")
+        }
+
+        let bundle = root.appendingPathComponent("bundle")
+        try policy.export(from: run, to: bundle)
+        let fromBundle = try ActionPolicy(contentsOf: bundle)
+        XCTAssertEqual(try fromBundle.act(images: sample.images, proprio: sample.proprio, instruction: sample.instruction, noise: noise), both)
+        let schema = try JSONSerialization.jsonObject(with: Data(contentsOf: bundle.appendingPathComponent("schema.json"))) as? [String: Any]
+        XCTAssertEqual((schema?["observation"] as? [String: Any])?["observation/side_image"] as? [Int], [16, 16, 3])
+    }
+
     func testExportedBundleActsExactlyLikeTheRunAndRejectsTampering() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1export-\(UUID().uuidString.prefix(8))")
         let run = root.appendingPathComponent("run")
@@ -198,7 +236,7 @@ final class ActionPretrainingTests: XCTestCase {
         let sample = try dataset.sample(episode: 0, step: 5, horizon: 1)
         func act(_ policy: ActionPolicy, seed: UInt64, noiseScale: Float = 1) throws -> [Float] {
             var rng = RNG(seed: seed)
-            return try policy.act(image: sample.images[0], proprio: sample.proprio, instruction: sample.instruction, rng: &rng,
+            return try policy.act(images: sample.images, proprio: sample.proprio, instruction: sample.instruction, rng: &rng,
                                   noiseScale: noiseScale)
         }
         let a = try act(fromRun, seed: 3)
@@ -206,7 +244,7 @@ final class ActionPretrainingTests: XCTestCase {
         XCTAssertTrue(a.allSatisfy(\.isFinite))
         XCTAssertEqual(try act(fromBundle, seed: 3), a, "the bundle must reproduce the run's actions exactly")
         XCTAssertNotEqual(try act(fromBundle, seed: 4), a, "another noise seed gives another sample")
-        let fromMean = try fromRun.act(image: sample.images[0], proprio: sample.proprio, instruction: sample.instruction,
+        let fromMean = try fromRun.act(images: sample.images, proprio: sample.proprio, instruction: sample.instruction,
                                        noise: Array(repeating: 0, count: a.count))
         XCTAssertEqual(try act(fromBundle, seed: 3, noiseScale: 0), fromMean, "noise scale 0 starts the flow at the noise's mean")
         XCTAssertEqual(try act(fromBundle, seed: 4, noiseScale: 0), fromMean, "so the seed no longer matters")

@@ -225,8 +225,8 @@ final class InstructTuningTests: XCTestCase {
                       try exported.respond(image: sample.images[0], instruction: instruction))
         XCTAssertEqual(a.ids, b.ids)
         var (r1, r2) = (RNG(seed: 5), RNG(seed: 5))
-        XCTAssertEqual(try policy.act(image: sample.images[0], proprio: sample.proprio, instruction: instruction, response: a.ids, rng: &r1),
-                       try exported.act(image: sample.images[0], proprio: sample.proprio, instruction: instruction, response: b.ids, rng: &r2))
+        XCTAssertEqual(try policy.act(images: sample.images, proprio: sample.proprio, instruction: instruction, response: a.ids, rng: &r1),
+                       try exported.act(images: sample.images, proprio: sample.proprio, instruction: instruction, response: b.ids, rng: &r2))
         let schema = try JSONSerialization.jsonObject(with: Data(contentsOf: bundle.appendingPathComponent("schema.json"))) as! [String: Any]
         XCTAssertEqual(schema["stage"] as? String, "instruct-tune")
         XCTAssertEqual(schema["adapters"] as? [String], ["language", "action"])

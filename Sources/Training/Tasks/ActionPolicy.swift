@@ -27,6 +27,17 @@ public final class ActionPolicy {
     public let source: URL
     /// The camera the training frames came from, when the data said.
     public let camera: String?
+    /// Names of the camera views beside the first (the VLM's), in order; a client sends each as
+    /// "observation/<name>_image".
+    public var extraCameras: [String] { recipe.data.imageKeys.dropFirst().map(Self.cameraName) }
+    public var cameras: Int { recipe.data.imageKeys.count }
+    /// The observation keys of the views, in openpi's naming.
+    public var observationImageKeys: [String] { ["observation/image"] + extraCameras.map { "observation/\($0)_image" } }
+
+    /// A view's name from its data key: generate.py stores camera `side` as `obs/side_rgb`.
+    public static func cameraName(imageKey: String) -> String {
+        imageKey.hasSuffix("_rgb") ? String(imageKey.dropLast(4)) : imageKey
+    }
 
     public var horizon: Int { vla.actionModel.config.horizon }
     public var actionDim: Int { vla.actionModel.config.actionDim }
@@ -94,31 +105,36 @@ public final class ActionPolicy {
 
     /// The model's response to an instruction asked with "First answer my question." (greedy,
     /// routed per token, until the first query token): its token ids and text.
+    /// Only the first view is read: the VLM's.
     public func respond(image: [UInt8], instruction: String) throws -> (ids: [Int32], text: String) {
-        let (pixels, _) = try observation(image: image, proprio: nil)
+        let (pixels, _) = try observation(images: [image], proprio: nil)
         let open = thinkingPrompt(instruction)
         let imEnd = prompt.tokenizer.id(of: ChatTemplate.imEnd)!
-        let generated = vla.generate(prompt: open, imageTokens: withoutGrad { vla.vlm.imageTokens(pixels) },
+        let generated = vla.generate(prompt: open, imageTokens: withoutGrad { vla.vlm.imageTokens(vlmView(pixels)) },
                                      maxNewTokens: instruct?.inference.maxResponseTokens ?? 40, stop: [prompt.queryIds[0], imEnd])
         let ids = Array(generated.prefix { $0 != prompt.queryIds[0] && $0 != imEnd })
         return (ids, prompt.tokenizer.decode(ids).trimmingCharacters(in: .whitespaces))
     }
 
     /// The un-normalised action chunk (horizon × actionDim, row-major) for one observation.
-    /// `image` is HWC uint8 (top row first), `proprio` in the environment's units; the flow starts
+    /// `images` are its camera views (`cameras` of them, the VLM's first), each HWC uint8 (top row
+    /// first), `proprio` in the environment's units; the flow starts
     /// from noise drawn from `rng`, times `noiseScale` (0 starts every chunk from the mean of the
     /// noise, which makes the policy deterministic). With `response` (from `respond`), the model acts
     /// after saying it, as in stage 2's thinking mode; without, the plain command is answered by the queries.
-    public func act(image: [UInt8], proprio: [Float], instruction: String, response: [Int32]? = nil, rng: inout RNG,
+    public func act(images: [[UInt8]], proprio: [Float], instruction: String, response: [Int32]? = nil, rng: inout RNG,
                     noiseScale: Float = 1) throws -> [Float] {
-        try act(image: image, proprio: proprio, instruction: instruction, response: response,
+        try act(images: images, proprio: proprio, instruction: instruction, response: response,
                 noise: (0..<(horizon * actionDim)).map { _ in noiseScale * rng.normal() })
     }
 
     /// As `act(…rng:)`, with the flow started from the given noise (horizon × actionDim values).
-    public func act(image: [UInt8], proprio: [Float], instruction: String, response: [Int32]? = nil, noise: [Float]) throws -> [Float] {
+    public func act(images: [[UInt8]], proprio: [Float], instruction: String, response: [Int32]? = nil, noise: [Float]) throws -> [Float] {
         precondition(noise.count == horizon * actionDim, "ActionPolicy.act: \(noise.count) noise values for a \(horizon)×\(actionDim) chunk")
-        let (pixels, state) = try observation(image: image, proprio: proprio)
+        guard images.count == cameras else {
+            throw RecipeError("images: this policy reads \(cameras) camera view(s) (\(recipe.data.imageKeys.joined(separator: ", "))), got \(images.count)")
+        }
+        let (pixels, state) = try observation(images: images, proprio: proprio)
         let ids: [Int32]
         if let response {
             // The open thinking prompt, the response as the model said it, then the queries.
@@ -127,7 +143,8 @@ public final class ActionPolicy {
             ids = prompt.example(instruction: instruction, motion: nil).ids
         }
         let inputs = ActionInputs(ids: ids, targets: Array(repeating: -100, count: ids.count), length: ids.count,
-                                  imageTokens: withoutGrad { vla.vlm.imageTokens(pixels) }, pixels: pixels,
+                                  imageTokens: withoutGrad { vla.vlm.imageTokens(vlmView(pixels)) },
+                                  pixels: pixels,
                                   proprio: recipe.model.expertProprio(state))
         var actions = vla.predictActions(inputs, noise: Tensor(noise, shape: [1, horizon, actionDim])).toArray()
         NormStats.unnormalize(&actions, stats.actions)
@@ -140,12 +157,15 @@ public final class ActionPolicy {
         prompt.tokenized(Conversation([prompt.actionTurn(instruction, .think)]), open: true).ids
     }
 
-    /// Pixels [1, S, S, 3] in [0, 1] and normalised proprio [1, P] of one observation, validated.
-    func observation(image: [UInt8], proprio: [Float]?) throws -> (pixels: Tensor, state: Tensor?) {
-        guard image.count == imageSize * imageSize * 3 else {
-            throw RecipeError("image: expected \(imageSize)×\(imageSize)×3 bytes, got \(image.count)")
+    /// The first view [1, S, S, 3] of pixels [1, C, S, S, 3]: what the VLM reads.
+    func vlmView(_ pixels: Tensor) -> Tensor { pixels.slice(axis: 1, 0..<1).reshaped([1, imageSize, imageSize, 3]) }
+
+    /// Pixels [1, C, S, S, 3] in [0, 1] of the C views and normalised proprio [1, P] of one observation, validated.
+    func observation(images: [[UInt8]], proprio: [Float]?) throws -> (pixels: Tensor, state: Tensor?) {
+        for (i, image) in images.enumerated() where image.count != imageSize * imageSize * 3 {
+            throw RecipeError("image \(i): expected \(imageSize)×\(imageSize)×3 bytes, got \(image.count)")
         }
-        let pixels = Tensor(image.map { Float($0) / 255 }, shape: [1, imageSize, imageSize, 3])
+        let pixels = Tensor(images.joined().map { Float($0) / 255 }, shape: [1, images.count, imageSize, imageSize, 3])
         guard var state = proprio else { return (pixels, nil) }
         guard state.count == proprioDim else { throw RecipeError("proprio: expected \(proprioDim) values, got \(state.count)") }
         NormStats.normalize(&state, stats.proprio)
@@ -159,8 +179,10 @@ public final class ActionPolicy {
         for name in Self.recipeFiles + (instruct == nil ? [] : [Self.stage1RecipeFile]) {
             files[name] = try Data(contentsOf: folder.appendingPathComponent(name))
         }
+        var observation: [String: Any] = ["observation/state": [proprioDim], "prompt": "str"]
+        for key in observationImageKeys { observation[key] = [imageSize, imageSize, 3] }
         var schema: [String: Any] = [
-            "stage": stage, "observation": ["observation/image": [imageSize, imageSize, 3], "observation/state": [proprioDim], "prompt": "str"],
+            "stage": stage, "observation": observation,
             "actions": [horizon, actionDim], "action_keys": stats.schema.actionKey, "proprio_keys": stats.schema.proprioKeys,
             "flow_matching_steps": 10,
         ]

@@ -124,6 +124,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         config.mergePatches = model.visionMergePatches
         config.keypoints = model.visionKeypoints
         config.spatialReadout = model.visionSpatialReadout
+        config.cameras = data.imageKeys.count
         return config
     }
 }
@@ -148,7 +149,6 @@ public final class ActionPretrainingTask: TrainingTask {
             throw RecipeError("data.files: frames are \(dataset.imageShape) but the stage-0 VLM (\(recipe.model.vlm)) reads " +
                               "\(stage0.recipe.model.imageSize)² images")
         }
-        guard dataset.layout.imageKeys.count == 1 else { throw RecipeError("data.image_keys: stage 1 takes one camera") }
         let grid = dataset.imageShape[0] / recipe.model.visionPatchSize
         guard dataset.imageShape[0] % recipe.model.visionPatchSize == 0, !recipe.model.visionMergePatches || grid % 2 == 0 else {
             throw RecipeError("model.vision_patch_size: \(recipe.model.visionPatchSize) must divide the \(dataset.imageShape[0]) px frames" +
@@ -170,7 +170,8 @@ public final class ActionPretrainingTask: TrainingTask {
         try writeAtomically(run.url.appendingPathComponent("vlm_recipe.yaml")) { try $0.write(stage0Recipe) }
         let firstFile = try HDF5File(path: dataset.episodes[0].file)
         let observation: [String: Any] = ["image_size": dataset.imageShape[0], "image_key": dataset.layout.imageKeys[0],
-                                          "camera": try firstFile.stringAttribute("camera", of: "data") ?? "unknown"]
+                                          "camera": try firstFile.stringAttribute("camera", of: "data") ?? "unknown",
+                                          "extra_cameras": dataset.layout.imageKeys.dropFirst().map(ActionPolicy.cameraName)]
         let observationJSON = try JSONSerialization.data(withJSONObject: observation, options: [.prettyPrinted, .sortedKeys])
         try writeAtomically(run.url.appendingPathComponent("observation.json")) { try $0.write(observationJSON) }
     }
@@ -185,9 +186,8 @@ public final class ActionPretrainingTask: TrainingTask {
         }
         let length = examples.map(\.ids.count).max()!
         let padded = examples.map { ChatTemplate.padded($0, to: length, tokenizer: prompt.tokenizer) }
-        let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
         return ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
-                            imageTokens: imageTokens.frames(of: batch), pixels: pixels,
+                            imageTokens: imageTokens.frames(of: batch), pixels: batch.images,
                             proprio: recipe.model.expertProprio(batch.proprio))
     }
 

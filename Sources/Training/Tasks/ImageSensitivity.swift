@@ -36,7 +36,7 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
     /// `split` ("train", "valid") takes the episodes of that robomimic mask only: the held-out ones
     /// tell whether what the policy learnt of the image carries over to layouts it never saw.
     public static func probe(_ policy: ActionPolicy, file: String, step: Int, episodes: Int, split: String? = nil) throws -> ImageSensitivity {
-        let data = try EpisodeDataset(files: [file], layout: EpisodeDataSection().episodeLayout, split: split)
+        let data = try EpisodeDataset(files: [file], layout: policy.recipe.data.episodeLayout, split: split)
         let n = min(episodes, data.episodes.count)
         guard n >= 2 else { throw EpisodeError("\(file): probing needs at least 2 episodes, it has \(data.episodes.count)") }
         let samples = try (0..<n).map { e in
@@ -46,9 +46,10 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
         var own: [[Float]] = [], swapped: [[Float]] = [], reworded: [[Float]] = []
         for (i, s) in samples.enumerated() {
             let other = samples[(i + shift) % n]
-            own.append(try policy.meanAction(image: s.images[0], proprio: s.proprio, instruction: s.instruction))
-            swapped.append(try policy.meanAction(image: other.images[0], proprio: s.proprio, instruction: s.instruction))
-            reworded.append(try policy.meanAction(image: s.images[0], proprio: s.proprio, instruction: other.instruction))
+            // Every camera view is swapped together: the other episode's whole observation.
+            own.append(try policy.meanAction(images: s.images, proprio: s.proprio, instruction: s.instruction))
+            swapped.append(try policy.meanAction(images: other.images, proprio: s.proprio, instruction: s.instruction))
+            reworded.append(try policy.meanAction(images: s.images, proprio: s.proprio, instruction: other.instruction))
         }
         let recorded = samples.map(\.actions)
         let average = recorded[0].indices.map { j in recorded.map { $0[j] }.reduce(0, +) / Float(n) }
@@ -67,7 +68,7 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
 extension ActionPolicy {
     /// The chunk the flow gives from zero noise (the plain command, no thinking): the policy's
     /// central prediction, free of sampling noise.
-    public func meanAction(image: [UInt8], proprio: [Float], instruction: String) throws -> [Float] {
-        try act(image: image, proprio: proprio, instruction: instruction, noise: Array(repeating: 0, count: horizon * actionDim))
+    public func meanAction(images: [[UInt8]], proprio: [Float], instruction: String) throws -> [Float] {
+        try act(images: images, proprio: proprio, instruction: instruction, noise: Array(repeating: 0, count: horizon * actionDim))
     }
 }

@@ -17,10 +17,11 @@ final class ImageTokenCache {
         frameOffsets = dataset.episodes.reduce(into: [0]) { $0.append($0.last! + $1.length) }
     }
 
-    /// Image tokens [B, n, C] of a batch's frames (its one camera), from the unaugmented images.
+    /// Image tokens [B, n, C] of a batch's frames (the first camera's: the one view the VLM reads),
+    /// from the unaugmented images [B, cameras, S, S, 3].
     func frames(of batch: EpisodeBatch) -> Tensor {
         let images = batch.cleanImages ?? batch.images
-        let pixels = images.reshaped([images.shape[0]] + Array(images.shape.suffix(3)))
+        let pixels = images.slice(axis: 1, 0..<1).reshaped([images.shape[0]] + Array(images.shape.suffix(3)))
         return self(pixels, keys: batch.frames.map { frameOffsets[$0.episode] + $0.step })
     }
 

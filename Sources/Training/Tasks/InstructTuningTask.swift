@@ -49,6 +49,10 @@ public final class InstructTuningTask: TrainingTask {
             throw RecipeError("data.files: frames are \(dataset.imageShape) but the stage-1 model (\(recipe.model.stage1)) reads " +
                               "\(stage1.imageSize)² images")
         }
+        guard dataset.layout.imageKeys == stage1.recipe.data.imageKeys else {
+            throw RecipeError("data.image_keys: \(dataset.layout.imageKeys) but the stage-1 model (\(recipe.model.stage1)) was trained on " +
+                              "the camera views \(stage1.recipe.data.imageKeys)")
+        }
         annotations = try dataset.episodes.indices.map { try dataset.annotations(episode: $0) }
         if recipe.mix.plain < 1 && annotations.allSatisfy(\.isEmpty) {
             throw RecipeError("data.files: no episode has VLA-IT annotations (add them with Datasets/metaworld/annotate.py), " +
@@ -94,9 +98,8 @@ public final class InstructTuningTask: TrainingTask {
         let tokenizer = stage1.prompt.tokenizer
         let padded = examples.map { ChatTemplate.padded(($0.ids, $0.targets), to: length, tokenizer: tokenizer) }
         let roles = examples.flatMap { $0.roles + Array(repeating: TokenRole.template, count: length - $0.roles.count) }
-        let pixels = batch.images.reshaped([b] + Array(batch.images.shape.suffix(3)))
         let inputs = ActionInputs(ids: padded.flatMap(\.ids), targets: padded.flatMap(\.targets), length: length,
-                                  imageTokens: imageTokens.frames(of: batch), pixels: pixels,
+                                  imageTokens: imageTokens.frames(of: batch), pixels: batch.images,
                                   proprio: stage1.recipe.model.expertProprio(batch.proprio))
         return (inputs, roles, kinds)
     }
