@@ -15,11 +15,13 @@ TRAIN_FLAGS := $(foreach o,$(OVERRIDES),--set $(o)) $(if $(RESUME),--resume) $(i
 # NP=N trains as a data-parallel MPI job of N processes (train.batch_size is per process); HOSTFILE=FILE
 # spreads them over the hosts it lists; MPIRUN_FLAGS adds mpirun options. As root, mpirun needs the
 # OMPI_ALLOW_RUN_AS_ROOT variables; ranks on one host share its cores unless INSTRUCTVLA_THREADS is set.
+# With a hostfile, rtc_hwloc_vmhole none: Open MPI 4.1's daemons otherwise map a shared hwloc topology
+# into an address-space hole and now and then segfault there (hwloc_shmem_topology_write).
 NP ?=
 HOSTFILE ?=
 MPIRUN_FLAGS ?=
 LAUNCH := $(if $(NP),OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np $(NP) --oversubscribe --bind-to none \
-	$(if $(SUDO),,--allow-run-as-root) $(if $(HOSTFILE),--hostfile $(HOSTFILE)) $(MPIRUN_FLAGS))
+	$(if $(SUDO),,--allow-run-as-root) $(if $(HOSTFILE),--hostfile $(HOSTFILE) --mca rtc_hwloc_vmhole none) $(MPIRUN_FLAGS))
 
 .PHONY: help setup system-packages venv build test bench demo data vlm stage1 stage2 eval eval-instruct export train plot clean
 
