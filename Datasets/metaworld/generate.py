@@ -17,18 +17,19 @@ from importlib.metadata import version
 
 import numpy as np
 
-from sim import (CAMERAS, ENV_MAX_STEPS, INSTRUCTIONS, camera_for, check_extra_cameras, env_state_doc, episode_seed,
+from sim import (CAMERAS, ENV_MAX_STEPS, INSTRUCT_TASK, INSTRUCTIONS, camera_for, check_extra_cameras, env_state_doc, episode_seed,
                  expert, parse_tasks, process_sim, stop_pool, worker_init)
 
 # 1.1.0: the instruct scene's rand_vec holds the hand's start (34 values, was 31)
 # 1.2.0: --extra-cameras (obs/<name>_rgb) and the data attr extra_cameras
-GENERATOR_VERSION = "1.2.0"
+# 1.3.0: --hand-jitter and the data attr hand_jitter
+GENERATOR_VERSION = "1.3.0"
 CHUNK_FRAMES = 8  # frames per zstd chunk: cross-frame redundancy vs. cost of a one-frame read
 
 
-def run_episode(sim, policy, seed, max_steps, keep_failure):
+def run_episode(sim, policy, seed, max_steps, keep_failure, hand_jitter=0.0):
     """One attempt; the recorded arrays are returned for a success, or for any attempt when keep_failure."""
-    obs, layout = sim.reset(seed)
+    obs, layout = sim.reset(seed, hand_jitter)
     attrs = sim.episode_attrs()
     steps = list(sim.rollout(policy, obs, max_steps))
     success = steps[-1][-1]
@@ -47,7 +48,8 @@ def run_chunk(task, attempts, cfg):
     policy = expert(task)
     out = []
     for a in attempts:
-        ep = run_episode(sim, policy, episode_seed(cfg["seed"], task, a), cfg["max_steps"], cfg["all_attempts"])
+        ep = run_episode(sim, policy, episode_seed(cfg["seed"], task, a), cfg["max_steps"], cfg["all_attempts"],
+                         cfg["hand_jitter"])
         ep.update(attempt=a, flip=sim.flip)
         out.append(ep)
     return out
@@ -87,7 +89,7 @@ def write_task_file(path, task, eps, cfg, attempts):
                 env_version=f"metaworld {version('metaworld')} (v3 envs), mujoco {version('mujoco')}",
                 num_demos=n, total=int(sum(len(e["actions"]) for e in eps)), attempts=attempts,
                 image_size=size, camera=camera, camera_rotated_180=int(bool(eps and eps[0]["flip"])),
-                extra_cameras=json.dumps(extra),
+                extra_cameras=json.dumps(extra), hand_jitter=cfg["hand_jitter"] if task != INSTRUCT_TASK else -1.0,
                 render_settings="mujoco.Renderer, vis.quality.offsamples=0, shadows and reflections off, "
                                 "image rotated 180 degrees when camera_rotated_180"
                                 + ("; extra cameras by the same rule (the corner* ones)" if extra else ""),
@@ -119,6 +121,9 @@ def parse_args(argv):
     p.add_argument("--camera", default="corner4", help=f"one of {', '.join(CAMERAS)} (default corner4)")
     p.add_argument("--extra-cameras", default="", metavar="NAMES",
                    help="comma list of more cameras, each stored as obs/<name>_rgb (default none)")
+    p.add_argument("--hand-jitter", type=float, default=0.0, metavar="M",
+                   help="MT tasks: start the hand at Meta-World's pose plus an offset uniform in [-M, M]^3 metres, drawn per "
+                        "episode (default 0: Meta-World's single start pose; the instruct scene draws its own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=ENV_MAX_STEPS, help="per attempt, 1..500 (default 500)")
@@ -140,6 +145,8 @@ def parse_args(argv):
         a.extra_cameras = check_extra_cameras(filter(None, a.extra_cameras.replace(" ", "").split(",")), a.camera)
     except ValueError as e:
         p.error(f"--extra-cameras: {e}")
+    if not 0 <= a.hand_jitter <= 0.15:
+        p.error(f"--hand-jitter must be between 0 and 0.15 m, got {a.hand_jitter}")
     if not 1 <= a.max_steps <= ENV_MAX_STEPS:
         p.error(f"--max-steps must be between 1 and {ENV_MAX_STEPS}, got {a.max_steps}")
     if a.demos_per_task < 1 or a.workers < 1 or not 0 <= a.valid_fraction < 1:
@@ -166,7 +173,8 @@ def finish_task(task, recorded, n, next_attempt, cfg, out_dir):
             "language_instruction": INSTRUCTIONS[task], "train": n_train, "valid": n_valid,
             "attempts": attempts, "scripted_success_rate": round(successes / max(attempts, 1), 4),
             "frames": sum(lengths), "mean_length": round(float(np.mean(lengths)), 1) if kept else 0,
-            "max_length": max(lengths, default=0), "extra_cameras": cfg["extra_cameras"]} \
+            "max_length": max(lengths, default=0), "extra_cameras": cfg["extra_cameras"],
+            "hand_jitter": cfg["hand_jitter"] if task != INSTRUCT_TASK else None} \
         | ({"successes": successes} if cfg["all_attempts"] else {})
 
 
@@ -174,7 +182,7 @@ def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
     cfg = {k: getattr(args, k) for k in ("seed", "image_size", "camera", "extra_cameras", "max_steps", "valid_fraction",
-                                         "all_attempts")}
+                                         "all_attempts", "hand_jitter")}
     n = args.demos_per_task
     chunk = max(1, min(10, math.ceil(n / args.workers)))
     limit = max(20, 10 * n)  # attempts after which a task is given up

@@ -90,6 +90,7 @@ class SimEnv:
         import metaworld
         import mujoco
         self.mujoco = mujoco
+        self.task = task
         if task == INSTRUCT_TASK:
             self.env = instruct_scene.make_env()  # draws its layouts from env.np_random like the lines below
         else:
@@ -129,9 +130,18 @@ class SimEnv:
         cam = self.env.model.camera(camera).id
         return camera, bool(self.env.data.cam_xmat[cam].reshape(3, 3)[2, 1] < 0)
 
-    def reset(self, seed):
-        """Start the episode of this seed; returns (obs, layout dict)."""
+    def reset(self, seed, hand_jitter=0.0):
+        """Start the episode of this seed; returns (obs, layout dict). hand_jitter > 0 (MT tasks; the instruct scene
+        draws its own start) moves the hand's start by an offset uniform in [-hand_jitter, hand_jitter]^3 m, drawn
+        from the episode seed apart from env.np_random, so the layout (rand_vec) stays the seed's."""
         env = self.env
+        if not hasattr(self, "default_hand"):
+            self.default_hand = np.array(env.hand_init_pos, dtype=np.float64)
+        if hand_jitter > 0 and self.task != INSTRUCT_TASK:
+            offset = np.random.default_rng([seed, 0x48414E44]).uniform(-hand_jitter, hand_jitter, 3)
+            env.hand_init_pos = self.default_hand + offset
+        elif self.task != INSTRUCT_TASK:
+            env.hand_init_pos = self.default_hand.copy()
         # An unfrozen reset draws a layout in each of its two reset_model() calls, and some envs (window, door)
         # then return a first observation that mixes both. So draw the layout, freeze it, and reset again:
         # the episode starts exactly as an MT1 task (and an eval env given layout["rand_vec"]) would.

@@ -257,6 +257,18 @@ final class EpisodeTests: XCTestCase {
         XCTAssertNotEqual(both.images[1], both.images[0])
     }
 
+    /// generate.py --hand-jitter: each MT episode's hand starts at its own pose near Meta-World's, the
+    /// layouts stay the seeds', and evaluation envs go back to the fixed start (check_hand_jitter.py).
+    func testHandJitterMovesOnlyTheStartAndEvaluationKeepsTheFixedOne() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-jitter-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let report = try PythonReference.run("Tests/EpisodesTests/Fixtures/check_hand_jitter.py", input: ["dir": dir.path])
+        let problems = try XCTUnwrap(report["problems"] as? [String])
+        XCTAssertEqual(problems, [], "first problems:\n" + problems.prefix(10).joined(separator: "\n"))
+        XCTAssertEqual(report["demos"] as? Int, 6)
+    }
+
     func testDroppedLoadersReleaseTheirWorkers() throws {
         let dataset = try EpisodeDataset(files: [fixtures.path("robomimic_none.hdf5")], layout: .metaworld)
         let stats = try NormStats(dataset: dataset)
