@@ -90,7 +90,6 @@ class SimEnv:
         import metaworld
         import mujoco
         self.mujoco = mujoco
-        self.task = task
         if task == INSTRUCT_TASK:
             self.env = instruct_scene.make_env()  # draws its layouts from env.np_random like the lines below
         else:
@@ -98,6 +97,8 @@ class SimEnv:
             self.env = bench.train_classes[task]()
             self.env.set_task(bench.train_tasks[0])
             self.env.seeded_rand_vec = True  # fresh layouts drawn from env.np_random instead of the 50 fixed ones
+        # Meta-World's one start pose (--hand-jitter offsets it); None for the instruct scene, which draws its own.
+        self.default_hand = None if task == INSTRUCT_TASK else np.array(self.env.hand_init_pos, dtype=np.float64)
         self.renderer = None
         self.camera = camera = camera_for(task, camera)
         self.extra_cameras = check_extra_cameras(extra_cameras, camera)
@@ -135,13 +136,9 @@ class SimEnv:
         draws its own start) moves the hand's start by an offset uniform in [-hand_jitter, hand_jitter]^3 m, drawn
         from the episode seed apart from env.np_random, so the layout (rand_vec) stays the seed's."""
         env = self.env
-        if not hasattr(self, "default_hand"):
-            self.default_hand = np.array(env.hand_init_pos, dtype=np.float64)
-        if hand_jitter > 0 and self.task != INSTRUCT_TASK:
-            offset = np.random.default_rng([seed, 0x48414E44]).uniform(-hand_jitter, hand_jitter, 3)
+        if self.default_hand is not None:
+            offset = np.random.default_rng([seed, 0x48414E44]).uniform(-hand_jitter, hand_jitter, 3) if hand_jitter > 0 else 0
             env.hand_init_pos = self.default_hand + offset
-        elif self.task != INSTRUCT_TASK:
-            env.hand_init_pos = self.default_hand.copy()
         # An unfrozen reset draws a layout in each of its two reset_model() calls, and some envs (window, door)
         # then return a first observation that mixes both. So draw the layout, freeze it, and reset again:
         # the episode starts exactly as an MT1 task (and an eval env given layout["rand_vec"]) would.

@@ -27,6 +27,11 @@ public struct ActionInputs {
     }
 
     public var batch: Int { pixels.shape[0] }
+
+    /// The first camera view [B, S, S, 3] of pixels [B, C, S, S, 3]: the one the VLM reads.
+    public static func vlmView(_ pixels: Tensor) -> Tensor {
+        pixels.slice(axis: 1, 0..<1).reshaped([pixels.shape[0]] + Array(pixels.shape.suffix(3)))
+    }
 }
 
 /// The stage-1 model of the paper's figure ("Expert"): the frozen VLM reads the image and the

@@ -110,7 +110,7 @@ public final class ActionPolicy {
         let (pixels, _) = try observation(images: [image], proprio: nil)
         let open = thinkingPrompt(instruction)
         let imEnd = prompt.tokenizer.id(of: ChatTemplate.imEnd)!
-        let generated = vla.generate(prompt: open, imageTokens: withoutGrad { vla.vlm.imageTokens(vlmView(pixels)) },
+        let generated = vla.generate(prompt: open, imageTokens: withoutGrad { vla.vlm.imageTokens(ActionInputs.vlmView(pixels)) },
                                      maxNewTokens: instruct?.inference.maxResponseTokens ?? 40, stop: [prompt.queryIds[0], imEnd])
         let ids = Array(generated.prefix { $0 != prompt.queryIds[0] && $0 != imEnd })
         return (ids, prompt.tokenizer.decode(ids).trimmingCharacters(in: .whitespaces))
@@ -143,7 +143,7 @@ public final class ActionPolicy {
             ids = prompt.example(instruction: instruction, motion: nil).ids
         }
         let inputs = ActionInputs(ids: ids, targets: Array(repeating: -100, count: ids.count), length: ids.count,
-                                  imageTokens: withoutGrad { vla.vlm.imageTokens(vlmView(pixels)) },
+                                  imageTokens: withoutGrad { vla.vlm.imageTokens(ActionInputs.vlmView(pixels)) },
                                   pixels: pixels,
                                   proprio: recipe.model.expertProprio(state))
         var actions = vla.predictActions(inputs, noise: Tensor(noise, shape: [1, horizon, actionDim])).toArray()
@@ -156,9 +156,6 @@ public final class ActionPolicy {
     func thinkingPrompt(_ instruction: String) -> [Int32] {
         prompt.tokenized(Conversation([prompt.actionTurn(instruction, .think)]), open: true).ids
     }
-
-    /// The first view [1, S, S, 3] of pixels [1, C, S, S, 3]: what the VLM reads.
-    func vlmView(_ pixels: Tensor) -> Tensor { pixels.slice(axis: 1, 0..<1).reshaped([1, imageSize, imageSize, 3]) }
 
     /// Pixels [1, C, S, S, 3] in [0, 1] of the C views and normalised proprio [1, P] of one observation, validated.
     func observation(images: [[UInt8]], proprio: [Float]?) throws -> (pixels: Tensor, state: Tensor?) {

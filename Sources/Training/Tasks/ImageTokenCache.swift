@@ -20,9 +20,7 @@ final class ImageTokenCache {
     /// Image tokens [B, n, C] of a batch's frames (the first camera's: the one view the VLM reads),
     /// from the unaugmented images [B, cameras, S, S, 3].
     func frames(of batch: EpisodeBatch) -> Tensor {
-        let images = batch.cleanImages ?? batch.images
-        let pixels = images.slice(axis: 1, 0..<1).reshaped([images.shape[0]] + Array(images.shape.suffix(3)))
-        return self(pixels, keys: batch.frames.map { frameOffsets[$0.episode] + $0.step })
+        self(ActionInputs.vlmView(batch.cleanImages ?? batch.images), keys: batch.frames.map { frameOffsets[$0.episode] + $0.step })
     }
 
     /// Image tokens [B, n, C] of other images, named by `indices` (e.g. VQA examples).
