@@ -1,15 +1,48 @@
 import Autograd
 
 /// Seeded image augmentation, as VLA training pipelines use it: a random resized crop (90–100% of
-/// the area, bilinear back to full size) and colour jitter (brightness, contrast, saturation ±20%).
+/// the area, bilinear back to full size) and colour jitter (brightness, contrast, saturation ±20%);
+/// and/or a random shift (DrQ's, the CNN behaviour-cloning baseline's): the frame padded by `shift`
+/// pixels with its edge pixels and cropped back at a random integer offset.
 public struct ImageAugmentation: Sendable {
     public var cropAreaRange: ClosedRange<Float> = 0.9...1.0
     public var jitter: Float = 0.2
+    public var cropAndJitter: Bool
+    /// Largest translation in pixels per axis; 0 is none.
+    public var shift: Int
 
-    public init() {}
+    public init(cropAndJitter: Bool = true, shift: Int = 0) {
+        (self.cropAndJitter, self.shift) = (cropAndJitter, shift)
+    }
 
-    /// HWC uint8 → HWC Float in [0, 1], augmented with draws from `rng`.
+    /// HWC uint8 → HWC Float in [0, 1], augmented with draws from `rng` (crop and jitter first, then shift).
     public func apply(_ image: [UInt8], height h: Int, width w: Int, rng: inout RNG, into out: UnsafeMutablePointer<Float>) {
+        if cropAndJitter {
+            resizedCropAndJitter(image, height: h, width: w, rng: &rng, into: out)
+        } else {
+            for j in 0..<image.count { out[j] = Float(image[j]) / 255 }
+        }
+        if shift > 0 { translate(out, height: h, width: w, rng: &rng) }
+    }
+
+    /// out[y, x] = in[clamp(y + dy), clamp(x + dx)] with dy, dx uniform in [-shift, shift]: the same
+    /// as padding by `shift` with edge pixels and cropping at (shift + dy, shift + dx).
+    private func translate(_ pixels: UnsafeMutablePointer<Float>, height h: Int, width w: Int, rng: inout RNG) {
+        let span = 2 * shift + 1
+        let dy = min(Int(rng.uniform() * Float(span)), span - 1) - shift
+        let dx = min(Int(rng.uniform() * Float(span)), span - 1) - shift
+        guard dy != 0 || dx != 0 else { return }
+        let source = Array(UnsafeBufferPointer(start: pixels, count: h * w * 3))
+        for y in 0..<h {
+            let sy = max(0, min(h - 1, y + dy))
+            for x in 0..<w {
+                let sx = max(0, min(w - 1, x + dx))
+                for c in 0..<3 { pixels[(y * w + x) * 3 + c] = source[(sy * w + sx) * 3 + c] }
+            }
+        }
+    }
+
+    private func resizedCropAndJitter(_ image: [UInt8], height h: Int, width w: Int, rng: inout RNG, into out: UnsafeMutablePointer<Float>) {
         let area = cropAreaRange.lowerBound + (cropAreaRange.upperBound - cropAreaRange.lowerBound) * rng.uniform()
         let side = area.squareRoot()
         let (ch, cw) = (Float(h) * side, Float(w) * side)

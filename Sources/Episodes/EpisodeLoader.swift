@@ -29,7 +29,12 @@ public struct LoaderOptions: Sendable {
     /// Samples per batch on this rank; with a shard of `count` ranks, a batch of the stream is `count × batchSize`.
     public var batchSize = 32
     public var horizon = 8
+    /// Random resized crop and colour jitter.
     public var augment = true
+    /// Random shift of up to this many pixels (0: none); see `ImageAugmentation`.
+    public var shift = 0
+    /// Whether the batches' images are augmented at all (and so come with `cleanImages`).
+    public var augmenting: Bool { augment || shift > 0 }
     public var seed: UInt64 = 0
     /// Batches decoded ahead on the worker thread.
     public var prefetch = 4
@@ -62,17 +67,21 @@ public final class EpisodeLoader: @unchecked Sendable {
     let sampledEpisodes: [Int]
 
     private let channel = BatchChannel()
-    private let augmentation = ImageAugmentation()
+    private let augmentation: ImageAugmentation
 
     public init(dataset: EpisodeDataset, stats: NormStats, options: LoaderOptions) throws {
         guard stats.schema == dataset.statsSchema else { throw EpisodeError("norm stats are for \(stats.schema), the dataset is \(dataset.statsSchema)") }
         guard options.prefetch >= 1, options.batchSize >= 1, options.horizon >= 1 else {
             throw EpisodeError("loader options: prefetch, batch size and horizon must be at least 1")
         }
+        guard options.shift >= 0, options.shift < dataset.imageShape.prefix(2).min() ?? 0 else {
+            throw EpisodeError("loader options: a random shift of \(options.shift) px for \(dataset.imageShape.prefix(2).map(String.init).joined(separator: "x")) frames; expected 0 up to less than the frame's side")
+        }
         guard options.repeats.isEmpty || (options.repeats.count == dataset.episodes.count && options.repeats.allSatisfy { $0 >= 1 }) else {
             throw EpisodeError("loader options: \(options.repeats.count) repeat counts (each >= 1) for \(dataset.episodes.count) episodes")
         }
         (self.dataset, self.stats, self.options) = (dataset, stats, options)
+        augmentation = ImageAugmentation(cropAndJitter: options.augment, shift: options.shift)
         sampledEpisodes = options.repeats.isEmpty
             ? Array(dataset.episodes.indices)
             : dataset.episodes.indices.flatMap { Array(repeating: $0, count: options.repeats[$0]) }
@@ -166,7 +175,7 @@ public final class EpisodeLoader: @unchecked Sendable {
         let cameras = dataset.layout.imageKeys.count
         let (h, w) = (dataset.imageShape[0], dataset.imageShape[1])
         let images = Tensor.zeros([b, cameras, h, w, 3])
-        let clean = options.augment ? Tensor.zeros([b, cameras, h, w, 3]) : nil
+        let clean = options.augmenting ? Tensor.zeros([b, cameras, h, w, 3]) : nil
         var proprio: [Float] = [], actions: [Float] = [], mask: [Float] = [], instructions: [String] = []
         var frames: [(episode: Int, step: Int)] = []
         let picks = options.shard.take(b) { () -> (position: UInt64, episode: Int, step: Int) in

@@ -170,6 +170,37 @@ final class EpisodeTests: XCTestCase {
         XCTAssertNil(batch.cleanImages, "unaugmented images are the clean ones")
     }
 
+    /// A shift-only loader translates each frame by at most `shift` pixels per axis with edge pixels
+    /// filling in, keeps the clean frames for frozen encoders, and varies the offsets.
+    func testShiftAugmentationTranslatesFramesWithEdgePadding() throws {
+        let dataset = try EpisodeDataset(files: [fixtures.path("robomimic_zstd.hdf5")], layout: .metaworld)
+        let stats = try NormStats(dataset: dataset)
+        var options = LoaderOptions()
+        (options.batchSize, options.horizon, options.seed, options.augment, options.shift) = (8, 2, 3, false, 2)
+        let loader = try EpisodeLoader(dataset: dataset, stats: stats, options: options)
+        let (h, w) = (dataset.imageShape[0], dataset.imageShape[1])
+        var offsets = Set<[Int]>()
+        for _ in 0..<4 {
+            let batch = try loader.next()
+            let clean = try XCTUnwrap(batch.cleanImages, "shifted batches carry the clean frames").toArray()
+            let shifted = batch.images.toArray()
+            for i in 0..<options.batchSize {
+                let (frame, moved) = (Array(clean[(i * h * w * 3)..<((i + 1) * h * w * 3)]), Array(shifted[(i * h * w * 3)..<((i + 1) * h * w * 3)]))
+                let matches = (-2...2).flatMap { dy in (-2...2).map { dx in [dy, dx] } }.filter { d in
+                    (0..<h).allSatisfy { y in (0..<w).allSatisfy { x in
+                        let (sy, sx) = (max(0, min(h - 1, y + d[0])), max(0, min(w - 1, x + d[1])))
+                        return (0..<3).allSatisfy { moved[(y * w + x) * 3 + $0] == frame[(sy * w + sx) * 3 + $0] }
+                    } }
+                }
+                XCTAssertFalse(matches.isEmpty, "sample \(i): the augmented frame is the clean one shifted by at most 2 px")
+                if let first = matches.first { offsets.insert(first) }
+            }
+        }
+        XCTAssertGreaterThan(offsets.count, 5, "32 samples draw many of the 25 offsets")
+        options.shift = h
+        assertEpisodeError(["random shift of \(h) px", "\(h)x\(w) frames"]) { _ = try EpisodeLoader(dataset: dataset, stats: stats, options: options) }
+    }
+
     /// Files written here (zstd-compressed images) read back here and in h5py + hdf5plugin.
     func testWriterRoundTripAndH5pyReadsOurZstd() throws {
         let path = fixtures.dir.appendingPathComponent("written.hdf5").path

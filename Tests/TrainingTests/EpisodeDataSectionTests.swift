@@ -43,6 +43,13 @@ final class EpisodeDataSectionTests: XCTestCase {
         let stats = try NormStats.read(from: run.url.appendingPathComponent("norm_stats.json"), expecting: loader.stats.schema)
         XCTAssertEqual(stats.schema.proprioKeys, ["qpos"])
 
+        let shifted = try RecipeValidator.resolve(RecipeLoader.load(url, overrides: ["data.augment_shift=2"]), as: EpisodeRecipe.self, source: url.path).recipe
+        let shiftedBatch = try shifted.data.trainingLoader(run: run, batchSize: 3, seed: 0).next()
+        XCTAssertNotNil(shiftedBatch.cleanImages, "data.augment_shift reaches the loader: its images are augmented")
+        assertRecipeError("data.augment_shift: pixels of random shift, 0 or more; got -1") {
+            _ = try RecipeValidator.resolve(RecipeLoader.load(url, overrides: ["data.augment_shift=-1"]), as: EpisodeRecipe.self, source: url.path)
+        }
+
         // A new file matching the glob changes the data under a run that already has statistics.
         do {
             let w = try HDF5Writer(path: dir.appendingPathComponent("episode_1.hdf5").path)

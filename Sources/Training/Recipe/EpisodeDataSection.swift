@@ -16,7 +16,11 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
     public var validSplit = "valid"
     /// Action chunk length H.
     public var horizon = 8
+    /// Random resized crop and colour jitter of the frames that train on pixels.
     public var augment = true
+    /// Random shift by up to this many pixels per axis (edge-padded; 0: off), independent of `augment`:
+    /// what the CNN behaviour-cloning baseline trains with.
+    public var augmentShift = 0
     public var prefetch = 4
     /// Times each frame of a file is seen per epoch, by file name (`push-v3.hdf5: 3`); files not
     /// named are seen once. Gives the tasks that learn slowest more of a fixed sample budget.
@@ -38,6 +42,7 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         guard EpisodeLayout.Kind(rawValue: layout) != nil else { throw RecipeError("data.layout: expected one of robomimic, aloha; got '\(layout)'") }
         guard !imageKeys.isEmpty, !actionKey.isEmpty else { throw RecipeError("data.image_keys and data.action_key: must not be empty") }
         guard horizon >= 1, prefetch >= 1 else { throw RecipeError("data.horizon and data.prefetch: must be at least 1") }
+        guard augmentShift >= 0 else { throw RecipeError("data.augment_shift: pixels of random shift, 0 or more; got \(augmentShift)") }
         for (name, count) in repeats.sorted(by: { $0.key < $1.key }) where count < 1 {
             throw RecipeError("data.repeats.\(name): a file is seen at least once per epoch, got \(count)")
         }
@@ -89,6 +94,7 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         }
         var options = LoaderOptions()
         (options.batchSize, options.horizon, options.augment, options.seed, options.prefetch) = (batchSize, horizon, augment, UInt64(seed), prefetch)
+        options.shift = augmentShift
         options.shard = shard
         options.repeats = try episodeRepeats(dataset)
         return try EpisodeLoader(dataset: dataset, stats: stats, options: options)
