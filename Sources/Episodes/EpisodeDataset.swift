@@ -26,6 +26,8 @@ public struct EpisodeSample: Sendable {
     public var actions: [Float]
     public var actionMask: [Float]
     public var instruction: String
+    /// The layout's auxiliary row at t (empty without an auxiliary key).
+    public var auxiliary: [Float] = []
 }
 
 /// Robot episodes from HDF5 files, validated up front: every episode's keys exist with the right
@@ -39,6 +41,8 @@ public final class EpisodeDataset {
     public let imageShape: [Int]  // H, W, 3
     public let actionDim: Int
     public let proprioDims: [Int]
+    /// Width of the layout's auxiliary key (0 without one).
+    public let auxiliaryDim: Int
     private var files: [String: HDF5File] = [:]
 
     /// - Parameter split: "train" or "valid" to use a robomimic file's `mask/<split>`; nil for all episodes.
@@ -46,7 +50,7 @@ public final class EpisodeDataset {
         guard !paths.isEmpty else { throw EpisodeError("no dataset files given") }
         self.layout = layout
         var episodes: [EpisodeInfo] = [], skipped: [String] = []
-        var imageShape: [Int]?, actionDim: Int?, proprioDims: [Int]?
+        var imageShape: [Int]?, actionDim: Int?, proprioDims: [Int]?, auxiliaryDim: Int?
         for path in paths {
             let file = try HDF5File(path: path)
             files[path] = file
@@ -85,6 +89,16 @@ public final class EpisodeDataset {
                 }
                 if proprioDims == nil { proprioDims = dims }
                 guard dims == proprioDims! else { throw fail("proprio dimensions \(dims) differ from \(proprioDims!) in earlier episodes") }
+                if let key = layout.auxiliaryKey {
+                    let path = layout.proprioPath(name, key)
+                    guard file.exists(path) else { throw fail("missing auxiliary key '\(path)'") }
+                    let d = try file.dataset(path)
+                    guard d.shape.count == 2, d.shape[0] == length, d.kind == .float else {
+                        throw fail("'\(path)' should be a (\(length), D) float array (one row per action), found shape \(d.shape) of \(d.kind)")
+                    }
+                    if auxiliaryDim == nil { auxiliaryDim = d.shape[1] }
+                    guard d.shape[1] == auxiliaryDim else { throw fail("'\(path)' has \(d.shape[1]) columns, earlier episodes \(auxiliaryDim!)") }
+                }
                 guard try actions.floats().allSatisfy({ $0.isFinite }) else { skipped.append("\(path):\(name)"); continue }
                 let instruction = try Self.instruction(file, layout: layout, episode: name)
                 episodes.append(EpisodeInfo(file: path, name: name, length: length, instruction: instruction))
@@ -98,6 +112,7 @@ public final class EpisodeDataset {
         self.imageShape = imageShape ?? []
         self.actionDim = actionDim!
         self.proprioDims = proprioDims ?? []
+        self.auxiliaryDim = auxiliaryDim ?? 0
     }
 
     /// Episode names of a file, honouring the split mask when asked for.
@@ -138,7 +153,15 @@ public final class EpisodeDataset {
         let last = Array(actions.suffix(actionDim))
         var mask = [Float](repeating: 1, count: end - t)
         for _ in end..<(t + horizon) { actions += last; mask.append(0) }
-        return EpisodeSample(images: images, proprio: proprio, actions: actions, actionMask: mask, instruction: info.instruction)
+        let auxiliary = try layout.auxiliaryKey.map { try file.dataset(layout.proprioPath(info.name, $0)).floats(rows: t..<(t + 1)) } ?? []
+        return EpisodeSample(images: images, proprio: proprio, actions: actions, actionMask: mask, instruction: info.instruction,
+                             auxiliary: auxiliary)
+    }
+
+    /// Every row of the auxiliary key over the dataset, [steps × auxiliaryDim] row-major.
+    public func allAuxiliary() throws -> [Float] {
+        guard let key = layout.auxiliaryKey else { return [] }
+        return try episodes.flatMap { try files[$0.file]!.dataset(layout.proprioPath($0.name, key)).floats() }
     }
 
     /// All proprio rows of episode `e`, [T × proprioDim] row-major.

@@ -12,9 +12,12 @@ public struct EpisodeLayout: Sendable, Equatable, Codable {
     public var proprioKeys: [String]
     /// "actions" (robomimic) or "action" (ALOHA).
     public var actionKey: String
+    /// A (T, D) key read like proprio but only as a training target (e.g. the simulator's object and
+    /// goal positions for an auxiliary loss), never as a model input; nil for none.
+    public var auxiliaryKey: String?
 
-    public init(kind: Kind, imageKeys: [String], proprioKeys: [String], actionKey: String) {
-        (self.kind, self.imageKeys, self.proprioKeys, self.actionKey) = (kind, imageKeys, proprioKeys, actionKey)
+    public init(kind: Kind, imageKeys: [String], proprioKeys: [String], actionKey: String, auxiliaryKey: String? = nil) {
+        (self.kind, self.imageKeys, self.proprioKeys, self.actionKey, self.auxiliaryKey) = (kind, imageKeys, proprioKeys, actionKey, auxiliaryKey)
     }
 
     /// The Meta-World files written by Datasets/metaworld/generate.py.

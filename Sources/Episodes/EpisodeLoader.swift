@@ -16,6 +16,9 @@ public struct EpisodeBatch {
     /// [B, horizon]: 1 for real steps, 0 for the repeated last action past an episode's end.
     public var actionMask: Tensor
     public var instructions: [String]
+    /// [B, K]: the loader's `auxiliaryDims` columns of the layout's auxiliary key, standardised
+    /// (nil when none are asked for).
+    public var auxiliary: Tensor?
     /// Which frame each sample is: (episode index in the dataset, step).
     public var frames: [(episode: Int, step: Int)]
     /// Where each sample sits in the data stream (epoch << 32 | cursor): the key of its random draws
@@ -42,6 +45,8 @@ public struct LoaderOptions: Sendable {
     /// Times each dataset episode appears per epoch (empty: once each): more samples for the tasks
     /// that need them, with the stream still an exact, resumable permutation.
     public var repeats: [Int] = []
+    /// Columns of the layout's auxiliary key that batches carry (standardised over the dataset).
+    public var auxiliaryDims: [Int] = []
     public init() {}
 }
 
@@ -68,6 +73,8 @@ public final class EpisodeLoader: @unchecked Sendable {
 
     private let channel = BatchChannel()
     private let augmentation: ImageAugmentation
+    /// Mean and standard deviation of each `auxiliaryDims` column over the dataset.
+    public let auxiliaryMoments: (mean: [Float], std: [Float])
 
     public init(dataset: EpisodeDataset, stats: NormStats, options: LoaderOptions) throws {
         guard stats.schema == dataset.statsSchema else { throw EpisodeError("norm stats are for \(stats.schema), the dataset is \(dataset.statsSchema)") }
@@ -82,6 +89,7 @@ public final class EpisodeLoader: @unchecked Sendable {
         }
         (self.dataset, self.stats, self.options) = (dataset, stats, options)
         augmentation = ImageAugmentation(cropAndJitter: options.augment, shift: options.shift)
+        auxiliaryMoments = try Self.moments(dataset, columns: options.auxiliaryDims)
         sampledEpisodes = options.repeats.isEmpty
             ? Array(dataset.episodes.indices)
             : dataset.episodes.indices.flatMap { Array(repeating: $0, count: options.repeats[$0]) }
@@ -169,6 +177,25 @@ public final class EpisodeLoader: @unchecked Sendable {
         thread.start()
     }
 
+    static func moments(_ dataset: EpisodeDataset, columns: [Int]) throws -> (mean: [Float], std: [Float]) {
+        guard !columns.isEmpty else { return ([], []) }
+        let width = dataset.auxiliaryDim
+        guard dataset.layout.auxiliaryKey != nil, columns.allSatisfy({ (0..<width).contains($0) }) else {
+            throw EpisodeError("loader options: auxiliary columns \(columns) of " +
+                               (dataset.layout.auxiliaryKey.map { "'\($0)' (\(width) wide)" } ?? "no auxiliary key"))
+        }
+        let rows = try dataset.allAuxiliary()
+        let n = Float(rows.count / width)
+        return columns.reduce(into: (mean: [Float](), std: [Float]())) { out, c in
+            let values = stride(from: c, to: rows.count, by: width).map { rows[$0] }
+            let mean = values.reduce(0, +) / n
+            let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
+            out.mean.append(mean)
+            // A constant column (an absent second object) comes out 0 instead of dividing by 0.
+            out.std.append(variance.squareRoot() > 1e-6 ? variance.squareRoot() : 1)
+        }
+    }
+
     /// Reads, augments and normalises one batch, advancing `sampler`.
     public func assemble(_ sampler: inout EpisodeSampler) throws -> EpisodeBatch {
         let (b, horizon, a, p) = (options.batchSize, options.horizon, dataset.actionDim, dataset.proprioDim)
@@ -176,7 +203,7 @@ public final class EpisodeLoader: @unchecked Sendable {
         let (h, w) = (dataset.imageShape[0], dataset.imageShape[1])
         let images = Tensor.zeros([b, cameras, h, w, 3])
         let clean = options.augmenting ? Tensor.zeros([b, cameras, h, w, 3]) : nil
-        var proprio: [Float] = [], actions: [Float] = [], mask: [Float] = [], instructions: [String] = []
+        var proprio: [Float] = [], actions: [Float] = [], mask: [Float] = [], instructions: [String] = [], auxiliary: [Float] = []
         var frames: [(episode: Int, step: Int)] = []
         let picks = options.shard.take(b) { () -> (position: UInt64, episode: Int, step: Int) in
             let position = UInt64(sampler.epoch) << 32 &+ UInt64(sampler.cursor)
@@ -197,11 +224,15 @@ public final class EpisodeLoader: @unchecked Sendable {
             mask += sample.actionMask
             instructions.append(sample.instruction)
             frames.append((episode, step))
+            for (k, c) in options.auxiliaryDims.enumerated() {
+                auxiliary.append((sample.auxiliary[c] - auxiliaryMoments.mean[k]) / auxiliaryMoments.std[k])
+            }
         }
         NormStats.normalize(&proprio, stats.proprio)
         NormStats.normalize(&actions, stats.actions)
         return EpisodeBatch(images: images, cleanImages: clean, proprio: Tensor(proprio, shape: [b, p]), actions: Tensor(actions, shape: [b, horizon, a]),
-                            actionMask: Tensor(mask, shape: [b, horizon]), instructions: instructions, frames: frames,
+                            actionMask: Tensor(mask, shape: [b, horizon]), instructions: instructions,
+                            auxiliary: options.auxiliaryDims.isEmpty ? nil : Tensor(auxiliary, shape: [b, options.auxiliaryDims.count]), frames: frames,
                             positions: picks.map(\.position), waitSeconds: 0)
     }
 }

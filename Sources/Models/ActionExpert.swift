@@ -25,6 +25,9 @@ public struct ActionExpertConfig: Sendable, Equatable {
     public var spatialReadout = false
     /// Camera views per observation, each through the one vision encoder (the first is the VLM's).
     public var cameras = 1
+    /// Values a linear head regresses from the spatial-readout token for an auxiliary training loss
+    /// (0: no head). Inference never runs it.
+    public var auxiliaryOutputs = 0
 
     public init(backbone: TransformerConfig, numLayers: Int, vision: VisionConfig, latentSize: Int, numQueries: Int,
                 proprioDim: Int, actionDim: Int, horizon: Int) {
@@ -131,6 +134,8 @@ public final class ActionExpert: Module {
     /// CNN policy's flatten + linear, so where an object is reaches the actions without attention
     /// first having to learn to find it.
     public let spatialReadout: MLPProjector?
+    /// Readout token → `auxiliaryOutputs` values (training-only supervision of what the vision finds).
+    public let auxiliaryHead: Linear?
     public let actionEncoder: ActionEncoder
     public let layers: [TransformerBlock]
     public let norm: RMSNorm
@@ -149,6 +154,8 @@ public final class ActionExpert: Module {
             : nil
         spatialReadout = config.spatialReadout
             ? MLPProjector(config.cameras * config.vision.numPatches * config.vision.hiddenSize, d, rng: &rng) : nil
+        precondition(config.auxiliaryOutputs == 0 || config.spatialReadout, "ActionExpert: an auxiliary head reads the spatial-readout token")
+        auxiliaryHead = config.auxiliaryOutputs > 0 ? Linear(d, config.auxiliaryOutputs, rng: &rng) : nil
         actionEncoder = ActionEncoder(actionDim: config.actionDim, width: d, rng: &rng)
         layers = (0..<config.numLayers).map { _ in TransformerBlock(config.backbone, rng: &rng) }
         norm = RMSNorm(d, eps: config.backbone.rmsNormEps)
@@ -192,6 +199,13 @@ public final class ActionExpert: Module {
         if let spatialSoftmax { tokens.append(spatialSoftmax(features).reshaped([b, c, -1])) }  // one token per view
         if let spatialReadout { tokens.append(spatialReadout(features.reshaped([b, -1])).reshaped([b, 1, -1])) }
         return concat(tokens, axis: 1)
+    }
+
+    /// The auxiliary head's prediction [B, auxiliaryOutputs] from a `context`'s spatial-readout token (its last).
+    public func auxiliaryPrediction(context: Tensor) -> Tensor {
+        guard let auxiliaryHead else { preconditionFailure("ActionExpert: no auxiliary head (auxiliaryOutputs is 0)") }
+        let (b, length) = (context.shape[0], context.shape[1])
+        return auxiliaryHead(context.slice(axis: 1, (length - 1)..<length).reshaped([b, -1]))
     }
 
     /// The backbone's keys and values of the context, per layer. Under the block-causal mask the

@@ -163,7 +163,8 @@ public final class InstructVLA: Module {
     }
 
     /// Stage-1 loss: flow matching on the normalised chunk `actions` [B, H, A] plus the LM loss, 1:1.
-    public func loss(_ inputs: ActionInputs, actions: Tensor, rng: inout RNG, flowSamples: Int = 1) -> (total: Tensor, flow: Tensor, language: Tensor) {
+    public func loss(_ inputs: ActionInputs, actions: Tensor, rng: inout RNG, flowSamples: Int = 1)
+        -> (total: Tensor, flow: Tensor, language: Tensor, auxiliary: Tensor?) {
         loss(inputs, actions: actions, sampleRNGs: (0..<actions.shape[0]).map { _ in rng.split() }, flowSamples: flowSamples)
     }
 
@@ -172,8 +173,10 @@ public final class InstructVLA: Module {
     /// `flowSamples` K > 1, each sample's context (LM latents, expert vision, the backbone's keys
     /// and values of the context) is computed once and the velocity is fitted at K (time, noise)
     /// draws: more flow-matching signal per image for the cost of K × H action tokens.
-    public func loss(_ inputs: ActionInputs, actions: Tensor, sampleRNGs: [RNG], flowSamples k: Int = 1)
-        -> (total: Tensor, flow: Tensor, language: Tensor) {
+    /// `auxiliary` adds weight × MSE of the expert's auxiliary head against targets [B, K].
+    public func loss(_ inputs: ActionInputs, actions: Tensor, sampleRNGs: [RNG], flowSamples k: Int = 1,
+                     auxiliary: (targets: Tensor, weight: Float)? = nil)
+        -> (total: Tensor, flow: Tensor, language: Tensor, auxiliary: Tensor?) {
         precondition(sampleRNGs.count == actions.shape[0], "InstructVLA.loss: \(sampleRNGs.count) generators for \(actions.shape[0]) samples")
         precondition(k >= 1, "InstructVLA.loss: flowSamples \(k) < 1")
         let hidden = hiddenStates(inputs)
@@ -195,11 +198,14 @@ public final class InstructVLA: Module {
                 times[row] = t
             }
         }
-        let prefix = actionModel.prefix(context: actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio))
+        let context = actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio)
+        let prefix = actionModel.prefix(context: context)
         let shape = [k * b] + actions.shape.dropFirst()
         let velocity = actionModel.velocity(prefix: prefix, noisyActions: Tensor(noisy, shape: shape), time: times)
         let flow = mseLoss(velocity, Tensor(target, shape: shape))
-        return (flow + language, flow, language)
+        guard let auxiliary else { return (flow + language, flow, language, nil) }
+        let auxiliaryLoss = mseLoss(actionModel.auxiliaryPrediction(context: context), auxiliary.targets)
+        return (flow + language + auxiliary.weight * auxiliaryLoss, flow, language, auxiliaryLoss)
     }
 
     /// A normalised action chunk [B, H, A] by 10 Euler steps from `noise`, clipped to [-1, 1].

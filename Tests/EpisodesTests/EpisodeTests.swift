@@ -201,6 +201,42 @@ final class EpisodeTests: XCTestCase {
         assertEpisodeError(["random shift of \(h) px", "\(h)x\(w) frames"]) { _ = try EpisodeLoader(dataset: dataset, stats: stats, options: options) }
     }
 
+    /// Auxiliary targets: the chosen columns of the layout's auxiliary key at each sample's step,
+    /// standardised with the dataset's own moments; a missing key or column is a clear error.
+    func testAuxiliaryTargetsAreTheStandardisedColumnsAtEachStep() throws {
+        var layout = EpisodeLayout.metaworld
+        layout.auxiliaryKey = "ee_pos"
+        let dataset = try EpisodeDataset(files: [fixtures.path("robomimic_zstd.hdf5")], layout: layout)
+        XCTAssertEqual(dataset.auxiliaryDim, 3)
+        var options = LoaderOptions()
+        (options.batchSize, options.horizon, options.seed, options.augment, options.auxiliaryDims) = (6, 2, 4, false, [2, 0])
+        let loader = try EpisodeLoader(dataset: dataset, stats: try NormStats(dataset: EpisodeDataset(files: [fixtures.path("robomimic_zstd.hdf5")], layout: .metaworld)), options: options)
+        let rows = try dataset.allAuxiliary()
+        let column = { (c: Int) in stride(from: c, to: rows.count, by: 3).map { Double(rows[$0]) } }
+        let moments = [2, 0].map { c -> (Double, Double) in
+            let v = column(c), mean = v.reduce(0, +) / Double(v.count)
+            return (mean, (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count)).squareRoot())
+        }
+        let batch = try loader.next()
+        let targets = try XCTUnwrap(batch.auxiliary)
+        XCTAssertEqual(targets.shape, [6, 2])
+        for (i, frame) in batch.frames.enumerated() {
+            let raw = try dataset.sample(episode: frame.episode, step: frame.step, horizon: 1).auxiliary
+            XCTAssertEqual(raw.count, 3)
+            for (k, c) in [2, 0].enumerated() {
+                XCTAssertEqual(Double(targets.toArray()[i * 2 + k]), (Double(raw[c]) - moments[k].0) / moments[k].1, accuracy: 1e-4, "sample \(i), column \(c)")
+            }
+        }
+        options.auxiliaryDims = [3]
+        assertEpisodeError(["auxiliary columns [3]", "'ee_pos' (3 wide)"]) {
+            _ = try EpisodeLoader(dataset: dataset, stats: loader.stats, options: options)
+        }
+        layout.auxiliaryKey = "object_pos"
+        assertEpisodeError(["robomimic_zstd.hdf5: demo_0", "missing auxiliary key 'data/demo_0/obs/object_pos'"]) {
+            _ = try EpisodeDataset(files: [fixtures.path("robomimic_zstd.hdf5")], layout: layout)
+        }
+    }
+
     /// Files written here (zstd-compressed images) read back here and in h5py + hdf5plugin.
     func testWriterRoundTripAndH5pyReadsOurZstd() throws {
         let path = fixtures.dir.appendingPathComponent("written.hdf5").path

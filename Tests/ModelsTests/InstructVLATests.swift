@@ -11,7 +11,7 @@ final class InstructVLATests: XCTestCase {
 
     /// A VLM and expert small enough for finite differences over their weights.
     func tinyModel(tieEmbeddings: Bool = true, mergePatches: Bool = false, stemChannels: Int = 0, keypoints: Int = 0,
-                   spatialReadout: Bool = false, cameras: Int = 1) -> InstructVLA {
+                   spatialReadout: Bool = false, cameras: Int = 1, auxiliaryOutputs: Int = 0) -> InstructVLA {
         var rng = RNG(seed: 1)
         let vlm = VisionLanguageModel(vision: VisionConfig(imageSize: 16, patchSize: 4, hiddenSize: 8, numLayers: 1, numHeads: 2, intermediateSize: 16),
                                       language: TransformerConfig(hiddenSize: 8, numHeads: 2, numKeyValueHeads: 1, intermediateSize: 16),
@@ -25,6 +25,7 @@ final class InstructVLATests: XCTestCase {
         expert.keypoints = keypoints
         expert.spatialReadout = spatialReadout
         expert.cameras = cameras
+        expert.auxiliaryOutputs = auxiliaryOutputs
         return InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 2, alpha: 4, dropout: 0), queryIds: Self.queries, seed: 2)
     }
 
@@ -263,6 +264,36 @@ final class InstructVLATests: XCTestCase {
                         eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
             var rng = RNG(seed: 6)
             return vla.loss(inputs, actions: actions, rng: &rng).total
+        }
+    }
+
+    /// The auxiliary head regresses its targets from the readout token alone: the loss adds weight ×
+    /// its MSE to flow + LM, and its gradients reach the head, the readout MLP and the vision encoder.
+    func testAuxiliaryHeadReadsTheReadoutTokenAndTrainsTheVision() {
+        let vla = tinyModel(spatialReadout: true, auxiliaryOutputs: 3)
+        let expert = vla.actionModel
+        let inputs = inputs(vla)
+        let actions = param([2, 3, 2], seed: 5, scale: 0.5).detached()
+        let targets = param([2, 3], seed: 11).detached()
+        var rng = RNG(seed: 6), same = RNG(seed: 6)
+        let plain = vla.loss(inputs, actions: actions, rng: &rng)
+        XCTAssertNil(plain.auxiliary)
+        let sampleRNGs = (0..<2).map { _ in same.split() }
+        let withAuxiliary = vla.loss(inputs, actions: actions, sampleRNGs: sampleRNGs, auxiliary: (targets, 0.5))
+        let auxiliary = try! XCTUnwrap(withAuxiliary.auxiliary).item()
+        XCTAssertEqual(withAuxiliary.flow.item(), plain.flow.item())
+        XCTAssertEqual(withAuxiliary.total.item(), plain.total.item() + 0.5 * auxiliary, accuracy: 1e-5)
+        // The same value by hand: the head on the context's last token (the readout).
+        let latents = withoutGrad { vla.latents(vla.hiddenStates(inputs), inputs) }
+        let context = withoutGrad { expert.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio) }
+        let readout = context.slice(axis: 1, (context.shape[1] - 1)..<context.shape[1]).reshaped([2, -1])
+        let predicted: [Float] = withoutGrad { expert.auxiliaryHead!(readout) }.toArray()
+        let squares: [Float] = zip(predicted, targets.toArray()).map { (p: Float, t: Float) -> Float in (p - t) * (p - t) }
+        let byHand: Float = squares.reduce(0, +) / 6
+        XCTAssertEqual(auxiliary, byHand, accuracy: 1e-5)
+        assertGradients([expert.auxiliaryHead!.weight, expert.spatialReadout!.fc1.weight, expert.vision.postLayernorm.weight, expert.film[0].shift.weight],
+                        eps: 1e-2, atol: 2e-3, rtol: 2e-2) {
+            vla.loss(inputs, actions: actions, sampleRNGs: sampleRNGs, auxiliary: (targets, 0.5)).total
         }
     }
 

@@ -170,6 +170,39 @@ final class ActionPretrainingTests: XCTestCase {
         XCTAssertNil(recipe.model.expertProprio(batch))
     }
 
+    /// `model.auxiliary_weight` with the simulator's object and goal positions as targets: the loss is
+    /// logged and trains the head, the run serves from images alone (no env_state in the observation),
+    /// and the recipe refuses half-configured auxiliary losses.
+    func testAuxiliaryStateLossTrainsAndServingNeedsNoState() throws {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1aux-\(UUID().uuidString.prefix(8))")
+        let overrides = ["model.vision_spatial_readout=true", "model.auxiliary_weight=2.0", "data.auxiliary_key=env_state",
+                         "data.auxiliary_dims=[4, 5, 6, 36, 37, 38]", "data.augment_shift=2", "train.steps=3"]
+        let (task, _) = try train(in: run, overrides: overrides)
+        XCTAssertEqual(task.vla.actionModel.auxiliaryHead?.weight.shape, [6, task.vla.actionModel.config.backbone.hiddenSize])
+        let head = try XCTUnwrap(task.vla.actionModel.auxiliaryHead).weight.toArray()
+        let logged = try MetricsLog.read(run.appendingPathComponent("metrics.jsonl")).compactMap { $0.values["auxiliary_loss"] }
+        XCTAssertFalse(logged.isEmpty, "auxiliary_loss is logged")
+        XCTAssertTrue(logged.allSatisfy { $0.isFinite && $0 > 0 })
+
+        let policy = try ActionPolicy(contentsOf: run)
+        XCTAssertEqual(policy.vla.actionModel.auxiliaryHead?.weight.toArray(), head, "the trained head is in the checkpoint")
+        XCTAssertEqual(policy.proprioDim, 4, "the observation is images, proprio and text: no simulator state")
+        let sample = try EpisodeDataset(files: [try Self.fixture.get().demos.appendingPathComponent("push-v3.hdf5").path], layout: .metaworld)
+            .sample(episode: 0, step: 2, horizon: 1)
+        let actions = try policy.act(images: sample.images, proprio: sample.proprio, instruction: sample.instruction,
+                                     noise: Array(repeating: 0, count: policy.horizon * policy.actionDim))
+        XCTAssertTrue(actions.allSatisfy(\.isFinite))
+
+        var recipe = task.recipe
+        recipe.model.visionSpatialReadout = false
+        XCTAssertThrowsError(try recipe.validate()) { XCTAssertTrue("\($0)".contains("model.vision_spatial_readout: true"), "\($0)") }
+        recipe.model.visionSpatialReadout = true
+        recipe.model.auxiliaryWeight = 0
+        XCTAssertThrowsError(try recipe.validate()) { XCTAssertTrue("\($0)".contains("data.auxiliary_dims: only an auxiliary loss reads them"), "\($0)") }
+        recipe.data.auxiliaryKey = ""
+        XCTAssertThrowsError(try recipe.validate()) { XCTAssertTrue("\($0)".contains("give both"), "\($0)") }
+    }
+
     /// `vla eval --vqa` of a stage-1 run answers through the whole VLA (adapters on). While the action
     /// LoRA is still a no-op (B = 0, one step at a negligible learning rate) it must score exactly as
     /// the stage-0 VLM does through its own generation path.

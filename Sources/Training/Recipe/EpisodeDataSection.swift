@@ -25,6 +25,11 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
     /// Times each frame of a file is seen per epoch, by file name (`push-v3.hdf5: 3`); files not
     /// named are seen once. Gives the tasks that learn slowest more of a fixed sample budget.
     public var repeats: [String: Int] = [:]
+    /// A (T, D) key of the episodes (robomimic `obs/<key>`, e.g. Meta-World's `env_state`) whose
+    /// `auxiliary_dims` columns batches carry, standardised, as targets of an auxiliary loss (stage
+    /// 1's `model.auxiliary_weight`): privileged simulator state that trains, never an input.
+    public var auxiliaryKey = ""
+    public var auxiliaryDims: [Int] = []
 
     public init() {}
 
@@ -43,13 +48,20 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         guard !imageKeys.isEmpty, !actionKey.isEmpty else { throw RecipeError("data.image_keys and data.action_key: must not be empty") }
         guard horizon >= 1, prefetch >= 1 else { throw RecipeError("data.horizon and data.prefetch: must be at least 1") }
         guard augmentShift >= 0 else { throw RecipeError("data.augment_shift: pixels of random shift, 0 or more; got \(augmentShift)") }
+        guard auxiliaryKey.isEmpty == auxiliaryDims.isEmpty else {
+            throw RecipeError("data.auxiliary_key and data.auxiliary_dims: give both (the key and which of its columns) or neither")
+        }
+        guard auxiliaryDims.allSatisfy({ $0 >= 0 }), Set(auxiliaryDims).count == auxiliaryDims.count else {
+            throw RecipeError("data.auxiliary_dims: \(auxiliaryDims) must be distinct column indices (0-based) of '\(auxiliaryKey)'")
+        }
         for (name, count) in repeats.sorted(by: { $0.key < $1.key }) where count < 1 {
             throw RecipeError("data.repeats.\(name): a file is seen at least once per epoch, got \(count)")
         }
     }
 
     public var episodeLayout: EpisodeLayout {
-        EpisodeLayout(kind: EpisodeLayout.Kind(rawValue: layout) ?? .robomimic, imageKeys: imageKeys, proprioKeys: proprioKeys, actionKey: actionKey)
+        EpisodeLayout(kind: EpisodeLayout.Kind(rawValue: layout) ?? .robomimic, imageKeys: imageKeys, proprioKeys: proprioKeys, actionKey: actionKey,
+                      auxiliaryKey: auxiliaryKey.isEmpty ? nil : auxiliaryKey)
     }
 
     /// The files the patterns name, sorted; a pattern matching nothing is an error.
@@ -95,6 +107,7 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         var options = LoaderOptions()
         (options.batchSize, options.horizon, options.augment, options.seed, options.prefetch) = (batchSize, horizon, augment, UInt64(seed), prefetch)
         options.shift = augmentShift
+        options.auxiliaryDims = auxiliaryDims
         options.shard = shard
         options.repeats = try episodeRepeats(dataset)
         return try EpisodeLoader(dataset: dataset, stats: stats, options: options)

@@ -40,6 +40,10 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         /// In scripted demonstrations the end effector's first millimetres of motion give away the
         /// action ("copycat" inputs), so a policy can fit the data from them without reading the image.
         public var proprioDims: [Int] = []
+        /// Weight of an auxiliary loss: a linear head on the spatial-readout token regresses the
+        /// data's `auxiliary_dims` (e.g. object and goal positions from the simulator), so the expert's
+        /// vision is taught where things are, not only through the actions. 0: off. Training only.
+        public var auxiliaryWeight = 0.0
 
         /// What the expert reads of a proprio batch [B, P]: nothing without `use_proprio`, else the
         /// `proprio_dims` columns.
@@ -93,6 +97,15 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         guard model.proprioDims.allSatisfy({ $0 >= 0 }), Set(model.proprioDims).count == model.proprioDims.count else {
             throw RecipeError("model.proprio_dims: \(model.proprioDims) must be distinct indices (0-based) into the data's proprio vector")
         }
+        guard model.auxiliaryWeight >= 0 else { throw RecipeError("model.auxiliary_weight: 0 (off) or more, got \(model.auxiliaryWeight)") }
+        if model.auxiliaryWeight > 0 {
+            guard !data.auxiliaryDims.isEmpty, model.visionSpatialReadout else {
+                throw RecipeError("model.auxiliary_weight: needs data.auxiliary_key and data.auxiliary_dims (the targets) and " +
+                                  "model.vision_spatial_readout: true (the token its head reads)")
+            }
+        } else if !data.auxiliaryDims.isEmpty {
+            throw RecipeError("data.auxiliary_dims: only an auxiliary loss reads them; set model.auxiliary_weight > 0 or remove them")
+        }
         guard model.actionQueries >= 1 else { throw RecipeError("model.action_queries: at least 1") }
         guard model.hiddenSize % model.numHeads == 0, model.visionHiddenSize % model.visionHeads == 0 else {
             throw RecipeError("model: hidden_size must divide by num_heads, vision_hidden_size by vision_heads")
@@ -125,6 +138,7 @@ public struct ActionPretrainingRecipe: RecipeSchema {
         config.keypoints = model.visionKeypoints
         config.spatialReadout = model.visionSpatialReadout
         config.cameras = data.imageKeys.count
+        config.auxiliaryOutputs = model.auxiliaryWeight > 0 ? data.auxiliaryDims.count : 0
         return config
     }
 }
@@ -199,9 +213,11 @@ public final class ActionPretrainingTask: TrainingTask {
         var rngs = batch.positions.map { sampleRNG(seed: UInt64(recipe.train.seed) &+ 7, position: $0) }
         let inputs = inputs(batch, motionFraction: recipe.motion.fraction, rngs: &rngs)
         let dataSeconds = batch.waitSeconds + Date().timeIntervalSince(started)
-        let loss = vla.loss(inputs, actions: batch.actions, sampleRNGs: rngs, flowSamples: recipe.flow.samples)
-        return MicroBatch(loss: loss.total, samples: inputs.batch, dataSeconds: dataSeconds,
-                          metrics: ["flow_loss": Double(loss.flow.item()), "lm_loss": Double(loss.language.item())])
+        let loss = vla.loss(inputs, actions: batch.actions, sampleRNGs: rngs, flowSamples: recipe.flow.samples,
+                            auxiliary: batch.auxiliary.map { ($0, Float(recipe.model.auxiliaryWeight)) })
+        var metrics = ["flow_loss": Double(loss.flow.item()), "lm_loss": Double(loss.language.item())]
+        if let auxiliary = loss.auxiliary { metrics["auxiliary_loss"] = Double(auxiliary.item()) }
+        return MicroBatch(loss: loss.total, samples: inputs.batch, dataSeconds: dataSeconds, metrics: metrics)
     }
 
     public func validationLoss(batches: Int) throws -> Double? { nil }
