@@ -50,7 +50,7 @@ extension VLA {
             guard parts.count == 3, let step = Int(parts[2]) else { throw ValidationError("--frame must be FILE:EPISODE:STEP, got '\(frame)'") }
             do {
                 let policy = try ActionPolicy(contentsOf: URL(fileURLWithPath: model))
-                let dataset = try EpisodeDataset(files: [parts[0]], layout: policy.recipe.data.episodeLayout)
+                let dataset = try EpisodeDataset(files: [parts[0]], layout: policy.recipe.data.observationLayout)
                 guard let e = dataset.episodes.firstIndex(where: { $0.name == parts[1] }) else {
                     throw EpisodeError("\(parts[0]): no episode '\(parts[1])' (has \(dataset.episodes.prefix(3).map(\.name).joined(separator: ", "))…)")
                 }

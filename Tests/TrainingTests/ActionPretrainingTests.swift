@@ -187,6 +187,8 @@ final class ActionPretrainingTests: XCTestCase {
         let policy = try ActionPolicy(contentsOf: run)
         XCTAssertEqual(policy.vla.actionModel.auxiliaryHead?.weight.toArray(), head, "the trained head is in the checkpoint")
         XCTAssertEqual(policy.proprioDim, 4, "the observation is images, proprio and text: no simulator state")
+        XCTAssertEqual(policy.recipe.data.episodeLayout.auxiliaryKey, "env_state")
+        XCTAssertNil(policy.recipe.data.observationLayout.auxiliaryKey, "vla act and vla probe read frames without the targets")
         let sample = try EpisodeDataset(files: [try Self.fixture.get().demos.appendingPathComponent("push-v3.hdf5").path], layout: .metaworld)
             .sample(episode: 0, step: 2, horizon: 1)
         let actions = try policy.act(images: sample.images, proprio: sample.proprio, instruction: sample.instruction,

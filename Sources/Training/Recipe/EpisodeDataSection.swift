@@ -64,6 +64,14 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
                       auxiliaryKey: auxiliaryKey.isEmpty ? nil : auxiliaryKey)
     }
 
+    /// The layout of what a trained model reads, without the auxiliary training targets: for acting on
+    /// recorded frames (`vla act`, `vla probe`), which need not hold them.
+    public var observationLayout: EpisodeLayout {
+        var layout = episodeLayout
+        layout.auxiliaryKey = nil
+        return layout
+    }
+
     /// The files the patterns name, sorted; a pattern matching nothing is an error.
     public func resolvedFiles() throws -> [String] { try Self.expand(files, key: "data.files") }
 

@@ -36,7 +36,7 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
     /// `split` ("train", "valid") takes the episodes of that robomimic mask only: the held-out ones
     /// tell whether what the policy learnt of the image carries over to layouts it never saw.
     public static func probe(_ policy: ActionPolicy, file: String, step: Int, episodes: Int, split: String? = nil) throws -> ImageSensitivity {
-        let data = try EpisodeDataset(files: [file], layout: policy.recipe.data.episodeLayout, split: split)
+        let data = try EpisodeDataset(files: [file], layout: policy.recipe.data.observationLayout, split: split)
         let n = min(episodes, data.episodes.count)
         guard n >= 2 else { throw EpisodeError("\(file): probing needs at least 2 episodes, it has \(data.episodes.count)") }
         let samples = try (0..<n).map { e in
