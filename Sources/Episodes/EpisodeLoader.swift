@@ -177,6 +177,7 @@ public final class EpisodeLoader: @unchecked Sendable {
         thread.start()
     }
 
+    /// Mean and population std of the auxiliary key's `columns` over the dataset (NormStats' per-column statistics).
     static func moments(_ dataset: EpisodeDataset, columns: [Int]) throws -> (mean: [Float], std: [Float]) {
         guard !columns.isEmpty else { return ([], []) }
         let width = dataset.auxiliaryDim
@@ -185,15 +186,10 @@ public final class EpisodeLoader: @unchecked Sendable {
                                (dataset.layout.auxiliaryKey.map { "'\($0)' (\(width) wide)" } ?? "no auxiliary key"))
         }
         let rows = try dataset.allAuxiliary()
-        let n = Float(rows.count / width)
-        return columns.reduce(into: (mean: [Float](), std: [Float]())) { out, c in
-            let values = stride(from: c, to: rows.count, by: width).map { rows[$0] }
-            let mean = values.reduce(0, +) / n
-            let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
-            out.mean.append(mean)
-            // A constant column (an absent second object) comes out 0 instead of dividing by 0.
-            out.std.append(variance.squareRoot() > 1e-6 ? variance.squareRoot() : 1)
-        }
+        let selected = stride(from: 0, to: rows.count, by: width).flatMap { row in columns.map { rows[row + $0] } }
+        let stats = NormStats.stats(selected, dims: columns.count)
+        // A constant column (an absent second object) comes out 0 instead of dividing by 0.
+        return (stats.mean.map { Float($0) }, stats.std.map { $0 > 1e-6 ? Float($0) : 1 })
     }
 
     /// Reads, augments and normalises one batch, advancing `sampler`.
