@@ -178,7 +178,7 @@ public final class EpisodeLoader: @unchecked Sendable {
     }
 
     /// Mean and population std of the auxiliary key's `columns` over the dataset (NormStats' per-column statistics).
-    static func moments(_ dataset: EpisodeDataset, columns: [Int]) throws -> (mean: [Float], std: [Float]) {
+    public static func moments(_ dataset: EpisodeDataset, columns: [Int]) throws -> (mean: [Float], std: [Float]) {
         guard !columns.isEmpty else { return ([], []) }
         let width = dataset.auxiliaryDim
         guard dataset.layout.auxiliaryKey != nil, columns.allSatisfy({ (0..<width).contains($0) }) else {

@@ -218,6 +218,15 @@ public final class InstructVLA: Module {
         }
     }
 
+    /// The auxiliary head's standardised prediction [B, K] for an observation (no actions needed):
+    /// what the expert's vision says of the privileged state it was supervised with.
+    public func predictAuxiliary(_ inputs: ActionInputs) -> Tensor {
+        withoutGrad {
+            let latents = latents(hiddenStates(inputs), inputs)
+            return actionModel.auxiliaryPrediction(context: actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio))
+        }
+    }
+
     /// Greedy continuation of `prompt` (batch 1, its image placeholders filled from `imageTokens`)
     /// through the adapted LM with KV caches, routed per token exactly as in training: the new tokens
     /// first go through the base LM (its own cache) to set their gates. Stops after `maxNewTokens` or

@@ -10,6 +10,9 @@ extension VLA {
                 A policy that ignores the layout in the image scores an error near the spread, and swapping
                 images barely changes its actions (swap_change far below the spread). instruction_change is
                 the same for the instruction: zero where a file has one instruction for all its episodes.
+                A model trained with an auxiliary loss also shows its head against the recorded targets
+                (aux_error, in the environment's units, against aux_spread, the error of always guessing
+                their mean): whether its vision locates on these frames what it was taught to.
                 """)
 
         @Argument(help: "A stage-1 or stage-2 run folder or export bundle.")
@@ -36,16 +39,26 @@ extension VLA {
             guard episodes >= 2 else { throw ValidationError("--episodes: at least 2 (images are swapped between episodes)") }
             do {
                 let policy = try ActionPolicy(contentsOf: URL(fileURLWithPath: model))
+                let moments = try ImageSensitivity.auxiliaryMoments(policy)
                 var results: [ImageSensitivity] = []
-                print("file".padding(toLength: 32, withPad: " ", startingAt: 0) + "  step  error  swapped_error  swap_change  instruction_change  spread")
+                print("file".padding(toLength: 32, withPad: " ", startingAt: 0) + "  step  error  swapped_error  swap_change  instruction_change  spread"
+                      + (moments == nil ? "" : "  aux_error  aux_spread  aux_instruction_change"))
                 for file in files {
                     for step in stepList {
-                        let r = try ImageSensitivity.probe(policy, file: file, step: step, episodes: episodes, split: split)
+                        let r = try ImageSensitivity.probe(policy, file: file, step: step, episodes: episodes, split: split, auxiliaryMoments: moments)
                         results.append(r)
                         let name = URL(fileURLWithPath: file).lastPathComponent
-                        print(name.padding(toLength: 32, withPad: " ", startingAt: 0)
-                              + String(format: "  %4d  %.3f  %13.3f  %11.3f  %18.3f  %6.3f", step, r.error, r.swappedError, r.swapChange,
-                                             r.instructionChange, r.spread))
+                        var line = name.padding(toLength: 32, withPad: " ", startingAt: 0)
+                            + String(format: "  %4d  %.3f  %13.3f  %11.3f  %18.3f  %6.3f", step, r.error, r.swappedError, r.swapChange,
+                                     r.instructionChange, r.spread)
+                        if moments != nil {
+                            // "-": the file does not record the auxiliary targets.
+                            line += [r.auxiliaryError, r.auxiliarySpread, r.auxiliaryInstructionChange].enumerated().map { i, v in
+                                let width = [9, 10, 22][i]
+                                return "  " + (v.map { String(format: "%\(width).3f", $0) } ?? String(repeating: " ", count: width - 1) + "-")
+                            }.joined()
+                        }
+                        print(line)
                     }
                 }
                 if let output {

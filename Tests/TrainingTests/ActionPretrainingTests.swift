@@ -195,6 +195,36 @@ final class ActionPretrainingTests: XCTestCase {
                                      noise: Array(repeating: 0, count: policy.horizon * policy.actionDim))
         XCTAssertTrue(actions.allSatisfy(\.isFinite))
 
+        // `vla probe`'s auxiliary columns: the head's prediction in environment units (un-standardised
+        // with the training episodes' moments, recomputed here by hand) against the recorded columns.
+        let columns = [4, 5, 6, 36, 37, 38]
+        let training = try EpisodeDataset(files: policy.recipe.data.resolvedFiles(), layout: policy.recipe.data.episodeLayout, split: "train")
+        let rows = try training.allAuxiliary(), width = training.auxiliaryDim
+        let count = Double(rows.count / width)
+        let mean = columns.map { c in stride(from: c, to: rows.count, by: width).map { Double(rows[$0]) }.reduce(0, +) / count }
+        let std = columns.indices.map { k in
+            (stride(from: columns[k], to: rows.count, by: width).map { pow(Double(rows[$0]) - mean[k], 2) }.reduce(0, +) / count).squareRoot()
+        }
+        let moments = try XCTUnwrap(try ImageSensitivity.auxiliaryMoments(policy))
+        for k in columns.indices {
+            XCTAssertEqual(Double(moments.mean[k]), mean[k], accuracy: 1e-5)
+            XCTAssertEqual(Double(moments.std[k]), std[k] > 1e-6 ? std[k] : 1, accuracy: 1e-5)
+        }
+        let file = try Self.fixture.get().demos.appendingPathComponent("push-v3.hdf5").path
+        let probe = try ImageSensitivity.probe(policy, file: file, step: 2, episodes: 3, auxiliaryMoments: moments)
+        let withTargets = try EpisodeDataset(files: [file], layout: policy.recipe.data.episodeLayout)
+        var error = 0.0
+        for e in 0..<3 {
+            let s = try withTargets.sample(episode: e, step: 2, horizon: policy.horizon)
+            let z = try XCTUnwrap(try policy.auxiliary(images: s.images, proprio: s.proprio, instruction: s.instruction))
+            for k in columns.indices { error += abs((Double(z[k]) * std[k] + mean[k]) - Double(s.auxiliary[columns[k]])) / Double(3 * columns.count) }
+        }
+        XCTAssertEqual(withTargets.auxiliaryDim, width)
+        XCTAssertEqual(try XCTUnwrap(probe.auxiliaryError), error, accuracy: 1e-4)
+        XCTAssertGreaterThan(try XCTUnwrap(probe.auxiliarySpread), 0)
+        XCTAssertEqual(probe.auxiliaryInstructionChange, 0, "one instruction for every push episode")
+        XCTAssertNil(try ImageSensitivity.probe(policy, file: file, step: 2, episodes: 3).auxiliaryError, "no moments, no auxiliary columns")
+
         var recipe = task.recipe
         recipe.model.visionSpatialReadout = false
         XCTAssertThrowsError(try recipe.validate()) { XCTAssertTrue("\($0)".contains("model.vision_spatial_readout: true"), "\($0)") }

@@ -131,6 +131,22 @@ public final class ActionPolicy {
     /// As `act(…rng:)`, with the flow started from the given noise (horizon × actionDim values).
     public func act(images: [[UInt8]], proprio: [Float], instruction: String, response: [Int32]? = nil, noise: [Float]) throws -> [Float] {
         precondition(noise.count == horizon * actionDim, "ActionPolicy.act: \(noise.count) noise values for a \(horizon)×\(actionDim) chunk")
+        let inputs = try inputs(images: images, proprio: proprio, instruction: instruction, response: response)
+        var actions = vla.predictActions(inputs, noise: Tensor(noise, shape: [1, horizon, actionDim])).toArray()
+        NormStats.unnormalize(&actions, stats.actions)
+        return actions
+    }
+
+    /// The auxiliary head's standardised prediction for one observation (plain command), or nil
+    /// for a model trained without an auxiliary loss.
+    public func auxiliary(images: [[UInt8]], proprio: [Float], instruction: String) throws -> [Float]? {
+        guard vla.actionModel.auxiliaryHead != nil else { return nil }
+        return vla.predictAuxiliary(try inputs(images: images, proprio: proprio, instruction: instruction, response: nil)).toArray()
+    }
+
+    /// One observation as model inputs: the VLM's image tokens, the expert's pixels and proprio, and
+    /// the prompt (the thinking prompt and `response` when given, else the plain command) with its queries.
+    func inputs(images: [[UInt8]], proprio: [Float], instruction: String, response: [Int32]?) throws -> ActionInputs {
         guard images.count == cameras else {
             throw RecipeError("images: this policy reads \(cameras) camera view(s) (\(recipe.data.imageKeys.joined(separator: ", "))), got \(images.count)")
         }
@@ -142,13 +158,10 @@ public final class ActionPolicy {
         } else {
             ids = prompt.example(instruction: instruction, motion: nil).ids
         }
-        let inputs = ActionInputs(ids: ids, targets: Array(repeating: -100, count: ids.count), length: ids.count,
-                                  imageTokens: withoutGrad { vla.vlm.imageTokens(ActionInputs.vlmView(pixels)) },
-                                  pixels: pixels,
-                                  proprio: recipe.model.expertProprio(state))
-        var actions = vla.predictActions(inputs, noise: Tensor(noise, shape: [1, horizon, actionDim])).toArray()
-        NormStats.unnormalize(&actions, stats.actions)
-        return actions
+        return ActionInputs(ids: ids, targets: Array(repeating: -100, count: ids.count), length: ids.count,
+                            imageTokens: withoutGrad { vla.vlm.imageTokens(ActionInputs.vlmView(pixels)) },
+                            pixels: pixels,
+                            proprio: recipe.model.expertProprio(state))
     }
 
     /// "What action should the robot take to {instruction}? First answer my question." up to the

@@ -24,10 +24,27 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
     public var instructionChange: Double
     /// Mean |recorded − mean recorded chunk|: what always predicting the average would score.
     public var spread: Double
+    /// For a model trained with an auxiliary loss, on a file that records its targets: mean
+    /// |head's prediction − recorded| over the target columns (environment units, e.g. metres),
+    /// the same for always predicting the mean recorded row, and the change of the prediction
+    /// when the instruction is swapped. Does the expert's vision locate what it was taught to?
+    public var auxiliaryError: Double?
+    public var auxiliarySpread: Double?
+    public var auxiliaryInstructionChange: Double?
 
     enum CodingKeys: String, CodingKey {
         case file, step, episodes, error, spread
         case swappedError = "swapped_error", swapChange = "swap_change", instructionChange = "instruction_change"
+        case auxiliaryError = "auxiliary_error", auxiliarySpread = "auxiliary_spread", auxiliaryInstructionChange = "auxiliary_instruction_change"
+    }
+
+    /// Mean and std of the auxiliary target columns over the policy's training episodes (what its
+    /// head was standardised with), or nil for a policy without an auxiliary head.
+    public static func auxiliaryMoments(_ policy: ActionPolicy) throws -> (mean: [Float], std: [Float])? {
+        let data = policy.recipe.data
+        guard policy.vla.actionModel.auxiliaryHead != nil, !data.auxiliaryDims.isEmpty else { return nil }
+        let training = try EpisodeDataset(files: data.resolvedFiles(), layout: data.episodeLayout, split: data.trainSplit.isEmpty ? nil : data.trainSplit)
+        return try EpisodeLoader.moments(training, columns: data.auxiliaryDims)
     }
 
     /// Probes `policy` at `step` of the first `episodes` episodes of `file` (shorter episodes use
@@ -35,8 +52,13 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
     /// `episodes / 2` further on.
     /// `split` ("train", "valid") takes the episodes of that robomimic mask only: the held-out ones
     /// tell whether what the policy learnt of the image carries over to layouts it never saw.
-    public static func probe(_ policy: ActionPolicy, file: String, step: Int, episodes: Int, split: String? = nil) throws -> ImageSensitivity {
-        let data = try EpisodeDataset(files: [file], layout: policy.recipe.data.observationLayout, split: split)
+    /// With `auxiliaryMoments` (from `auxiliaryMoments(policy)`) and a file that records the
+    /// auxiliary key, the auxiliary head is probed as well.
+    public static func probe(_ policy: ActionPolicy, file: String, step: Int, episodes: Int, split: String? = nil,
+                             auxiliaryMoments: (mean: [Float], std: [Float])? = nil) throws -> ImageSensitivity {
+        // A file without the auxiliary key (no simulator state) is probed on its observations alone.
+        let withTargets = auxiliaryMoments == nil ? nil : try? EpisodeDataset(files: [file], layout: policy.recipe.data.episodeLayout, split: split)
+        let data = try withTargets ?? EpisodeDataset(files: [file], layout: policy.recipe.data.observationLayout, split: split)
         let n = min(episodes, data.episodes.count)
         guard n >= 2 else { throw EpisodeError("\(file): probing needs at least 2 episodes, it has \(data.episodes.count)") }
         let samples = try (0..<n).map { e in
@@ -52,10 +74,29 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
             reworded.append(try policy.meanAction(images: s.images, proprio: s.proprio, instruction: other.instruction))
         }
         let recorded = samples.map(\.actions)
-        let average = recorded[0].indices.map { j in recorded.map { $0[j] }.reduce(0, +) / Float(n) }
-        return ImageSensitivity(file: file, step: step, episodes: n, error: meanAbsolute(own, recorded), swappedError: meanAbsolute(swapped, recorded),
-                                swapChange: meanAbsolute(own, swapped), instructionChange: meanAbsolute(own, reworded),
-                                spread: meanAbsolute(recorded, Array(repeating: average, count: n)))
+        var result = ImageSensitivity(file: file, step: step, episodes: n, error: meanAbsolute(own, recorded),
+                                      swappedError: meanAbsolute(swapped, recorded), swapChange: meanAbsolute(own, swapped),
+                                      instructionChange: meanAbsolute(own, reworded), spread: spread(recorded))
+        if withTargets != nil, let (mean, std) = auxiliaryMoments {
+            let columns = policy.recipe.data.auxiliaryDims
+            func located(_ s: EpisodeSample, instruction: String) throws -> [Float] {
+                let z = try policy.auxiliary(images: s.images, proprio: s.proprio, instruction: instruction)!
+                return z.indices.map { z[$0] * std[$0] + mean[$0] }
+            }
+            let targets = samples.map { s in columns.map { s.auxiliary[$0] } }
+            let predicted = try samples.map { try located($0, instruction: $0.instruction) }
+            let rephrased = try samples.indices.map { try located(samples[$0], instruction: samples[($0 + shift) % n].instruction) }
+            result.auxiliaryError = meanAbsolute(predicted, targets)
+            result.auxiliarySpread = spread(targets)
+            result.auxiliaryInstructionChange = meanAbsolute(predicted, rephrased)
+        }
+        return result
+    }
+
+    /// Mean |row − mean row|: what always predicting the average row would err.
+    static func spread(_ rows: [[Float]]) -> Double {
+        let average = rows[0].indices.map { j in rows.map { $0[j] }.reduce(0, +) / Float(rows.count) }
+        return meanAbsolute(rows, Array(repeating: average, count: rows.count))
     }
 
     static func meanAbsolute(_ a: [[Float]], _ b: [[Float]]) -> Double {
