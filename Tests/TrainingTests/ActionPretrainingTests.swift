@@ -221,6 +221,11 @@ final class ActionPretrainingTests: XCTestCase {
         }
         XCTAssertEqual(withTargets.auxiliaryDim, width)
         XCTAssertEqual(try XCTUnwrap(probe.auxiliaryError), error, accuracy: 1e-4)
+        let perColumn = try XCTUnwrap(probe.auxiliaryColumnErrors)
+        XCTAssertEqual(perColumn.count, columns.count)
+        XCTAssertEqual(perColumn.reduce(0, +) / Double(columns.count), error, accuracy: 1e-4, "the columns' errors average to the whole")
+        XCTAssertEqual(try XCTUnwrap(probe.auxiliaryColumnSpreads).reduce(0, +) / Double(columns.count), try XCTUnwrap(probe.auxiliarySpread),
+                       accuracy: 1e-6)
         XCTAssertGreaterThan(try XCTUnwrap(probe.auxiliarySpread), 0)
         XCTAssertEqual(probe.auxiliaryInstructionChange, 0, "one instruction for every push episode")
         XCTAssertNil(try ImageSensitivity.probe(policy, file: file, step: 2, episodes: 3).auxiliaryError, "no moments, no auxiliary columns")

@@ -31,11 +31,16 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
     public var auxiliaryError: Double?
     public var auxiliarySpread: Double?
     public var auxiliaryInstructionChange: Double?
+    /// `auxiliaryError` and `auxiliarySpread` per target column (`data.auxiliary_dims` order): which
+    /// of the things it was taught to locate the head finds.
+    public var auxiliaryColumnErrors: [Double]?
+    public var auxiliaryColumnSpreads: [Double]?
 
     enum CodingKeys: String, CodingKey {
         case file, step, episodes, error, spread
         case swappedError = "swapped_error", swapChange = "swap_change", instructionChange = "instruction_change"
         case auxiliaryError = "auxiliary_error", auxiliarySpread = "auxiliary_spread", auxiliaryInstructionChange = "auxiliary_instruction_change"
+        case auxiliaryColumnErrors = "auxiliary_column_errors", auxiliaryColumnSpreads = "auxiliary_column_spreads"
     }
 
     /// Mean and std of the auxiliary target columns over the policy's training episodes (what its
@@ -89,6 +94,9 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
             result.auxiliaryError = meanAbsolute(predicted, targets)
             result.auxiliarySpread = spread(targets)
             result.auxiliaryInstructionChange = meanAbsolute(predicted, rephrased)
+            let column = { (rows: [[Float]], k: Int) in rows.map { [$0[k]] } }
+            result.auxiliaryColumnErrors = columns.indices.map { meanAbsolute(column(predicted, $0), column(targets, $0)) }
+            result.auxiliaryColumnSpreads = columns.indices.map { spread(column(targets, $0)) }
         }
         return result
     }
