@@ -39,7 +39,14 @@ extension VLA {
             guard episodes >= 2 else { throw ValidationError("--episodes: at least 2 (images are swapped between episodes)") }
             do {
                 let policy = try ActionPolicy(contentsOf: URL(fileURLWithPath: model))
-                let moments = try ImageSensitivity.auxiliaryMoments(policy)
+                let moments: (mean: [Float], std: [Float])?
+                do {
+                    moments = try ImageSensitivity.auxiliaryMoments(policy)
+                } catch {
+                    // The head's targets are standardised with the training episodes' moments.
+                    FileHandle.standardError.write(Data("note: no auxiliary columns, the training data is not readable here: \(error)\n".utf8))
+                    moments = nil
+                }
                 var results: [ImageSensitivity] = []
                 print("file".padding(toLength: 32, withPad: " ", startingAt: 0) + "  step  error  swapped_error  swap_change  instruction_change  spread"
                       + (moments == nil ? "" : "  aux_error  aux_spread  aux_instruction_change"))

@@ -82,8 +82,12 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
         var result = ImageSensitivity(file: file, step: step, episodes: n, error: meanAbsolute(own, recorded),
                                       swappedError: meanAbsolute(swapped, recorded), swapChange: meanAbsolute(own, swapped),
                                       instructionChange: meanAbsolute(own, reworded), spread: spread(recorded))
-        if withTargets != nil, let (mean, std) = auxiliaryMoments {
+        if let withTargets, let (mean, std) = auxiliaryMoments {
             let columns = policy.recipe.data.auxiliaryDims
+            guard columns.allSatisfy({ $0 < withTargets.auxiliaryDim }) else {
+                throw EpisodeError("\(file): '\(withTargets.layout.auxiliaryKey ?? "")' has \(withTargets.auxiliaryDim) columns, but the " +
+                                   "auxiliary head predicts columns \(columns)")
+            }
             func located(_ s: EpisodeSample, instruction: String) throws -> [Float] {
                 let z = try policy.auxiliary(images: s.images, proprio: s.proprio, instruction: instruction)!
                 return z.indices.map { z[$0] * std[$0] + mean[$0] }
