@@ -211,8 +211,7 @@ public final class InstructVLA: Module {
     /// A normalised action chunk [B, H, A] by 10 Euler steps from `noise`, clipped to [-1, 1].
     public func predictActions(_ inputs: ActionInputs, noise: Tensor, steps: Int = 10) -> Tensor {
         withoutGrad {
-            let latents = latents(hiddenStates(inputs), inputs)
-            let prefix = actionModel.prefix(context: actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio))
+            let prefix = actionModel.prefix(context: expertContext(inputs))
             let x = FlowMatching.sample(noise: noise, steps: steps) { x, t in actionModel.velocity(prefix: prefix, noisyActions: x, time: t) }
             return Tensor(x.toArray().map { min(max($0, -1), 1) }, shape: x.shape)
         }
@@ -221,10 +220,12 @@ public final class InstructVLA: Module {
     /// The auxiliary head's standardised prediction [B, K] for an observation (no actions needed):
     /// what the expert's vision says of the privileged state it was supervised with.
     public func predictAuxiliary(_ inputs: ActionInputs) -> Tensor {
-        withoutGrad {
-            let latents = latents(hiddenStates(inputs), inputs)
-            return actionModel.auxiliaryPrediction(context: actionModel.context(pixels: inputs.pixels, latents: latents, proprio: inputs.proprio))
-        }
+        withoutGrad { actionModel.auxiliaryPrediction(context: expertContext(inputs)) }
+    }
+
+    /// The action expert's context tokens for `inputs`: its vision and proprio, with the LM's latents.
+    func expertContext(_ inputs: ActionInputs) -> Tensor {
+        actionModel.context(pixels: inputs.pixels, latents: latents(hiddenStates(inputs), inputs), proprio: inputs.proprio)
     }
 
     /// Greedy continuation of `prompt` (batch 1, its image placeholders filled from `imageTokens`)

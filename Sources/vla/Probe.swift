@@ -60,10 +60,10 @@ extension VLA {
                                      r.instructionChange, r.spread)
                         if moments != nil {
                             // "-": the file does not record the auxiliary targets.
-                            line += [r.auxiliaryError, r.auxiliarySpread, r.auxiliaryInstructionChange].enumerated().map { i, v in
-                                let width = [9, 10, 22][i]
-                                return "  " + (v.map { String(format: "%\(width).3f", $0) } ?? String(repeating: " ", count: width - 1) + "-")
-                            }.joined()
+                            func cell(_ value: Double?, _ width: Int) -> String {
+                                "  " + (value.map { String(format: "%\(width).3f", $0) } ?? String(repeating: " ", count: width - 1) + "-")
+                            }
+                            line += cell(r.auxiliaryError, 9) + cell(r.auxiliarySpread, 10) + cell(r.auxiliaryInstructionChange, 22)
                         }
                         print(line)
                     }

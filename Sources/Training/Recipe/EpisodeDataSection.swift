@@ -87,6 +87,11 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         return out
     }
 
+    /// The training split of the data files (every episode where `train_split` is empty).
+    public func trainingDataset() throws -> EpisodeDataset {
+        try EpisodeDataset(files: resolvedFiles(), layout: episodeLayout, split: trainSplit.isEmpty ? nil : trainSplit)
+    }
+
     /// The training loader. Normalisation statistics come from the run folder's norm_stats.json when
     /// it exists (a resumed run keeps its statistics) and are computed over the training split and
     /// saved there otherwise.
@@ -95,7 +100,7 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
     ///   from this data.
     public func trainingLoader(run: RunDirectory, batchSize: Int, seed: Int, inherited: NormStats? = nil,
                                shard: DataShard = .whole) throws -> EpisodeLoader {
-        let dataset = try EpisodeDataset(files: resolvedFiles(), layout: episodeLayout, split: trainSplit.isEmpty ? nil : trainSplit)
+        let dataset = try trainingDataset()
         let statsURL = run.url.appendingPathComponent("norm_stats.json")
         if let inherited, inherited.schema != dataset.statsSchema {
             throw RecipeError("data: the episodes' action/proprio layout \(dataset.statsSchema) differs from the inherited statistics' \(inherited.schema)")

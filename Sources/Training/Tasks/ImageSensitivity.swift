@@ -48,8 +48,7 @@ public struct ImageSensitivity: Codable, Sendable, Equatable {
     public static func auxiliaryMoments(_ policy: ActionPolicy) throws -> (mean: [Float], std: [Float])? {
         let data = policy.recipe.data
         guard policy.vla.actionModel.auxiliaryHead != nil, !data.auxiliaryDims.isEmpty else { return nil }
-        let training = try EpisodeDataset(files: data.resolvedFiles(), layout: data.episodeLayout, split: data.trainSplit.isEmpty ? nil : data.trainSplit)
-        return try EpisodeLoader.moments(training, columns: data.auxiliaryDims)
+        return try EpisodeLoader.moments(data.trainingDataset(), columns: data.auxiliaryDims)
     }
 
     /// Probes `policy` at `step` of the first `episodes` episodes of `file` (shorter episodes use
