@@ -45,6 +45,12 @@ public struct LoaderOptions: Sendable {
     /// Times each dataset episode appears per epoch (empty: once each): more samples for the tasks
     /// that need them, with the stream still an exact, resumable permutation.
     public var repeats: [Int] = []
+    /// How many times as often as its other steps each dataset episode's first `openingSteps` steps
+    /// appear per epoch (empty: as often): the episode's `repeats` copies come with that many times
+    /// as many copies cut after the opening. In the instruct scene the opening is where the image
+    /// and the instruction decide where the arm goes; later frames show the arm already on its way.
+    public var openingRepeats: [Int] = []
+    public var openingSteps = 0
     /// Columns of the layout's auxiliary key that batches carry (standardised over the dataset).
     public var auxiliaryDims: [Int] = []
     public init() {}
@@ -87,13 +93,23 @@ public final class EpisodeLoader: @unchecked Sendable {
         guard options.repeats.isEmpty || (options.repeats.count == dataset.episodes.count && options.repeats.allSatisfy { $0 >= 1 }) else {
             throw EpisodeError("loader options: \(options.repeats.count) repeat counts (each >= 1) for \(dataset.episodes.count) episodes")
         }
+        guard options.openingRepeats.isEmpty
+                || (options.openingRepeats.count == dataset.episodes.count && options.openingRepeats.allSatisfy { $0 >= 1 } && options.openingSteps >= 1) else {
+            throw EpisodeError("loader options: \(options.openingRepeats.count) opening repeat counts (each >= 1) for \(dataset.episodes.count) " +
+                               "episodes, over the first \(options.openingSteps) steps (at least 1)")
+        }
         (self.dataset, self.stats, self.options) = (dataset, stats, options)
         augmentation = ImageAugmentation(cropAndJitter: options.augment, shift: options.shift)
         auxiliaryMoments = try Self.moments(dataset, columns: options.auxiliaryDims)
-        sampledEpisodes = options.repeats.isEmpty
+        let whole = options.repeats.isEmpty
             ? Array(dataset.episodes.indices)
             : dataset.episodes.indices.flatMap { Array(repeating: $0, count: options.repeats[$0]) }
-        consumed = EpisodeSampler(lengths: sampledEpisodes.map { dataset.episodes[$0].length }, seed: options.seed)
+        let openings = options.openingRepeats.isEmpty ? [] : dataset.episodes.indices.flatMap { e in
+            Array(repeating: e, count: (options.repeats.isEmpty ? 1 : options.repeats[e]) * (options.openingRepeats[e] - 1))
+        }
+        sampledEpisodes = whole + openings
+        let lengths = whole.map { dataset.episodes[$0].length } + openings.map { min(dataset.episodes[$0].length, options.openingSteps) }
+        consumed = EpisodeSampler(lengths: lengths, seed: options.seed)
         start(from: consumed)
     }
 

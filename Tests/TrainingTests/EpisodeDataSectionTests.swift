@@ -71,8 +71,8 @@ final class EpisodeDataSectionTests: XCTestCase {
         }
     }
 
-    /// `data.repeats` makes one epoch show a file's frames that many times, and nothing else changes.
-    func testRepeatsGiveAFileMoreOfEachEpoch() throws {
+    /// Two one-episode files of 10 and 3 steps.
+    func twoEpisodeData() throws -> (EpisodeDataSection, URL) {
         let dir = try recipeFolder([:])
         for (index, length) in [10, 3].enumerated() {
             let w = try HDF5Writer(path: dir.appendingPathComponent("episode_\(index).hdf5").path)
@@ -83,6 +83,12 @@ final class EpisodeDataSectionTests: XCTestCase {
         var data = EpisodeDataSection()
         (data.files, data.layout, data.imageKeys, data.proprioKeys, data.actionKey) = (["\(dir.path)/episode_*.hdf5"], "aloha", ["cam_high"], ["qpos"], "action")
         (data.trainSplit, data.horizon, data.augment) = ("", 2, false)
+        return (data, dir)
+    }
+
+    /// `data.repeats` makes one epoch show a file's frames that many times, and nothing else changes.
+    func testRepeatsGiveAFileMoreOfEachEpoch() throws {
+        var (data, dir) = try twoEpisodeData()
         data.repeats = ["episode_1.hdf5": 3]
         let loader = try data.trainingLoader(run: try RunDirectory(dir.appendingPathComponent("run")), batchSize: 19, seed: 3)
         let frames = try loader.next().frames  // one epoch: 10 + 3 × 3 frames
@@ -98,5 +104,30 @@ final class EpisodeDataSectionTests: XCTestCase {
         }
         data.repeats = ["episode_1.hdf5": 0]
         assertRecipeError("data.repeats.episode_1.hdf5: a file is seen at least once per epoch, got 0") { try data.validate() }
+    }
+
+    /// `data.opening_repeats` shows the first `opening_steps` steps of a file's episodes that many
+    /// times as often as its other steps, `data.repeats` included.
+    func testOpeningRepeatsShowTheFirstStepsMoreOften() throws {
+        var (data, dir) = try twoEpisodeData()
+        (data.openingRepeats, data.openingSteps, data.repeats) = (["episode_0.hdf5": 3, "episode_1.hdf5": 2], 4, ["episode_1.hdf5": 2])
+        let loader = try data.trainingLoader(run: try RunDirectory(dir.appendingPathComponent("run")), batchSize: 30, seed: 3)
+        // One epoch: episode 0 whole (10) and 2 openings of 4 steps; episode 1 (3 steps, all opening) twice, and twice more.
+        let frames = try loader.next().frames
+        var counts: [String: Int] = [:]
+        for frame in frames { counts["\(frame.episode)/\(frame.step)", default: 0] += 1 }
+        XCTAssertEqual(counts, Dictionary(uniqueKeysWithValues: (0..<10).map { ("0/\($0)", $0 < 4 ? 3 : 1) } + (0..<3).map { ("1/\($0)", 4) }))
+        XCTAssertEqual(loader.consumed.epoch, 0)
+        XCTAssertEqual(loader.consumed.cursor, 30)
+        data.repeats = [:]
+
+        data.openingRepeats = ["episode_2.hdf5": 2]
+        assertRecipeError("data.opening_repeats.episode_2.hdf5: no such file among data.files (episode_0.hdf5, episode_1.hdf5)") {
+            _ = try data.trainingLoader(run: try RunDirectory(dir.appendingPathComponent("run2")), batchSize: 1, seed: 0)
+        }
+        data.openingRepeats = ["episode_1.hdf5": 0]
+        assertRecipeError("data.opening_repeats.episode_1.hdf5: an opening is seen at least once per epoch, got 0") { try data.validate() }
+        (data.openingRepeats, data.openingSteps) = ([:], 0)
+        assertRecipeError("data.opening_steps: the opening's length in steps, at least 1; got 0") { try data.validate() }
     }
 }

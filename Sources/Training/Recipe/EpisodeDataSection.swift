@@ -25,6 +25,11 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
     /// Times each frame of a file is seen per epoch, by file name (`push-v3.hdf5: 3`); files not
     /// named are seen once. Gives the tasks that learn slowest more of a fixed sample budget.
     public var repeats: [String: Int] = [:]
+    /// How many times as often as their other steps the first `opening_steps` steps of each episode
+    /// of a file are seen per epoch, by file name (`instruct-place-v3.hdf5: 4`; files not named: as
+    /// often). The opening is where a policy must find in the image what the instruction names.
+    public var openingRepeats: [String: Int] = [:]
+    public var openingSteps = 16
     /// A (T, D) key of the episodes (robomimic `obs/<key>`, e.g. Meta-World's `env_state`) whose
     /// `auxiliary_dims` columns batches carry, standardised, as targets of an auxiliary loss (stage
     /// 1's `model.auxiliary_weight`): privileged simulator state that trains, never an input.
@@ -57,6 +62,10 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         for (name, count) in repeats.sorted(by: { $0.key < $1.key }) where count < 1 {
             throw RecipeError("data.repeats.\(name): a file is seen at least once per epoch, got \(count)")
         }
+        for (name, count) in openingRepeats.sorted(by: { $0.key < $1.key }) where count < 1 {
+            throw RecipeError("data.opening_repeats.\(name): an opening is seen at least once per epoch, got \(count)")
+        }
+        guard openingSteps >= 1 else { throw RecipeError("data.opening_steps: the opening's length in steps, at least 1; got \(openingSteps)") }
     }
 
     public var episodeLayout: EpisodeLayout {
@@ -122,17 +131,20 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         options.shift = augmentShift
         options.auxiliaryDims = auxiliaryDims
         options.shard = shard
-        options.repeats = try episodeRepeats(dataset)
+        options.repeats = try perEpisode(repeats, "repeats", dataset)
+        options.openingRepeats = try perEpisode(openingRepeats, "opening_repeats", dataset)
+        options.openingSteps = openingSteps
         return try EpisodeLoader(dataset: dataset, stats: stats, options: options)
     }
 
-    /// `repeats` per episode of `dataset`; a name that is none of the data files is an error.
-    func episodeRepeats(_ dataset: EpisodeDataset) throws -> [Int] {
-        guard !repeats.isEmpty else { return [] }
+    /// A by-file-name count (`repeats`, `opening_repeats`) per episode of `dataset`, 1 for files not
+    /// named; a name that is none of the data files is an error.
+    func perEpisode(_ counts: [String: Int], _ key: String, _ dataset: EpisodeDataset) throws -> [Int] {
+        guard !counts.isEmpty else { return [] }
         let names = dataset.episodes.map { URL(fileURLWithPath: $0.file).lastPathComponent }
-        for name in repeats.keys.sorted() where !names.contains(name) {
-            throw RecipeError("data.repeats.\(name): no such file among data.files (\(Array(Set(names)).sorted().joined(separator: ", ")))")
+        for name in counts.keys.sorted() where !names.contains(name) {
+            throw RecipeError("data.\(key).\(name): no such file among data.files (\(Array(Set(names)).sorted().joined(separator: ", ")))")
         }
-        return names.map { repeats[$0] ?? 1 }
+        return names.map { counts[$0] ?? 1 }
     }
 }
