@@ -74,7 +74,8 @@ public final class EpisodeLoader: @unchecked Sendable {
     public let options: LoaderOptions
     /// The position after the last batch handed out: what a checkpoint saves.
     public private(set) var consumed: EpisodeSampler
-    /// The dataset episode behind each of the sampler's episodes (repeated ones appear several times).
+    /// The dataset episode behind each of the sampler's episodes: repeats and opening copies (cut
+    /// after `openingSteps`, the last of them) name their episode again.
     let sampledEpisodes: [Int]
 
     private let channel = BatchChannel()
