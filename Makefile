@@ -17,11 +17,15 @@ TRAIN_FLAGS := $(foreach o,$(OVERRIDES),--set $(o)) $(if $(RESUME),--resume) $(i
 # OMPI_ALLOW_RUN_AS_ROOT variables; ranks on one host share its cores unless INSTRUCTVLA_THREADS is set.
 # With a hostfile, rtc_hwloc_vmhole none: Open MPI 4.1's daemons otherwise map a shared hwloc topology
 # into an address-space hole and now and then segfault there (hwloc_shmem_topology_write).
+# Without NP, Recipes/<recipe>/<stage>.np (one number), where it exists, is that recipe's own process
+# count: its batch_size was chosen per process for it.
 NP ?=
 HOSTFILE ?=
 MPIRUN_FLAGS ?=
-LAUNCH := $(if $(NP),OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np $(NP) --oversubscribe --bind-to none \
-	$(if $(SUDO),,--allow-run-as-root) $(if $(HOSTFILE),--hostfile $(HOSTFILE) --mca rtc_hwloc_vmhole none) $(MPIRUN_FLAGS))
+processes = $(or $(NP),$(shell cat Recipes/$(RECIPE)/$(1).np 2>/dev/null))
+launch = $(if $(call processes,$(1)),OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+	mpirun -np $(call processes,$(1)) --oversubscribe --bind-to none $(if $(SUDO),,--allow-run-as-root) \
+	$(if $(HOSTFILE),--hostfile $(HOSTFILE) --mca rtc_hwloc_vmhole none) $(MPIRUN_FLAGS))
 
 .PHONY: help setup system-packages venv build test bench demo data vlm stage1 stage2 eval eval-instruct export train plot clean
 
@@ -44,6 +48,7 @@ help:
 	@echo "make train RECIPE=tiny STAGE=lm [OVERRIDES=\"train.steps=200\"] [RESUME=1|OVERWRITE=1]"
 	@echo "             train Recipes/\$$RECIPE/\$$STAGE.yaml into Checkpoints/\$$RECIPE/\$$STAGE (resumes by default)"
 	@echo "make vlm|stage1|train ... NP=2 [HOSTFILE=FILE]   the same as a data-parallel MPI job of 2 processes"
+	@echo "             (without NP: Recipes/\$$RECIPE/\$$STAGE.np where present, e.g. metaworld-mt10's stage1.np)"
 	@echo "make plot RECIPE=tiny STAGE=lm   loss and metric curves of that run as a PNG"
 
 setup: system-packages venv
@@ -113,12 +118,12 @@ data: setup
 # Stage 0: Recipes/$(RECIPE)/vlm.yaml -> Checkpoints/$(RECIPE)/vlm
 vlm: system-packages
 	$(SWIFT) build -c release --product pretrain-vlm
-	$(LAUNCH) .build/release/pretrain-vlm Recipes/$(RECIPE)/vlm.yaml --run-dir Checkpoints/$(RECIPE)/vlm $(TRAIN_FLAGS)
+	$(call launch,vlm) .build/release/pretrain-vlm Recipes/$(RECIPE)/vlm.yaml --run-dir Checkpoints/$(RECIPE)/vlm $(TRAIN_FLAGS)
 
 # Stage 1: Recipes/$(RECIPE)/stage1.yaml -> Checkpoints/$(RECIPE)/stage1
 stage1: system-packages
 	$(SWIFT) build -c release --product pretrain-action
-	$(LAUNCH) .build/release/pretrain-action Recipes/$(RECIPE)/stage1.yaml --run-dir Checkpoints/$(RECIPE)/stage1 $(TRAIN_FLAGS)
+	$(call launch,stage1) .build/release/pretrain-action Recipes/$(RECIPE)/stage1.yaml --run-dir Checkpoints/$(RECIPE)/stage1 $(TRAIN_FLAGS)
 
 # Stage 2: Recipes/$(RECIPE)/stage2.yaml -> Checkpoints/$(RECIPE)/stage2; STAGE=stage2-full-ft trains the ablation.
 STAGE2 = $(if $(filter stage2%,$(STAGE)),$(STAGE),stage2)
@@ -155,7 +160,7 @@ export: system-packages
 
 train: system-packages
 	$(SWIFT) build -c release --product vla
-	$(LAUNCH) .build/release/vla train Recipes/$(RECIPE)/$(STAGE).yaml --run-dir $(RUN_DIR) $(TRAIN_FLAGS)
+	$(call launch,$(STAGE)) .build/release/vla train Recipes/$(RECIPE)/$(STAGE).yaml --run-dir $(RUN_DIR) $(TRAIN_FLAGS)
 
 plot:
 	$(SWIFT) build -c release --product vla
