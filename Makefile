@@ -23,9 +23,9 @@ NP ?=
 HOSTFILE ?=
 MPIRUN_FLAGS ?=
 processes = $(or $(NP),$(shell cat Recipes/$(RECIPE)/$(1).np 2>/dev/null))
-launch = $(if $(call processes,$(1)),OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-	mpirun -np $(call processes,$(1)) --oversubscribe --bind-to none $(if $(SUDO),,--allow-run-as-root) \
-	$(if $(HOSTFILE),--hostfile $(HOSTFILE) --mca rtc_hwloc_vmhole none) $(MPIRUN_FLAGS))
+launch = $(call mpirun,$(call processes,$(1)))
+mpirun = $(if $(1),OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np $(1) --oversubscribe --bind-to none \
+	$(if $(SUDO),,--allow-run-as-root) $(if $(HOSTFILE),--hostfile $(HOSTFILE) --mca rtc_hwloc_vmhole none) $(MPIRUN_FLAGS))
 
 .PHONY: help setup system-packages venv build test bench demo data vlm stage1 stage2 eval eval-instruct export train plot clean
 
