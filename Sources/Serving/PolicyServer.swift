@@ -16,7 +16,8 @@ public final class PolicyServer: Sendable {
     public struct Configuration: Sendable {
         public var host = "127.0.0.1"
         public var port = 8000
-        /// Bound on one incoming message (after reassembling fragments); larger ones close the connection.
+        /// Bound on one incoming message (after reassembling fragments); a larger one closes the connection
+        /// with code 1009 (message too big).
         public var maxMessageBytes = 16 << 20
         public init() {}
     }
@@ -63,11 +64,13 @@ public final class PolicyServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let upgrader = NIOTypedWebSocketServerUpgrader<Connection>(
                         maxFrameSize: limit,
+                        enableAutomaticErrorHandling: false,  // WebSocketRefusalHandler closes instead
                         shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(HTTPHeaders()) },
                         upgradePipelineHandler: { channel, _ in
                             channel.eventLoop.makeCompletedFuture {
                                 try channel.pipeline.syncOperations.addHandler(NIOWebSocketFrameAggregator(
                                     minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1 << 16, maxAccumulatedFrameSize: limit))
+                                try channel.pipeline.syncOperations.addHandler(WebSocketRefusalHandler { self.log($0) })
                                 return .websocket(try NIOAsyncChannel(wrappingChannelSynchronously: channel))
                             }
                         })

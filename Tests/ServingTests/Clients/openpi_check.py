@@ -90,14 +90,19 @@ with websockets.sync.client.connect(uri, compression=None, max_size=None) as ws:
     check("binary msgpack" in ws.recv(), "text frame")
     ws.send(msgpack_numpy.packb(good))
     check(msgpack_numpy.unpackb(ws.recv())["replay"]["step"] == 2, "raw valid request")
-try:
-    with websockets.sync.client.connect(uri, compression=None, max_size=None) as ws:
-        ws.recv()
-        ws.send(msgpack.packb({"prompt": "x" * (max_bytes + 1)}))
-        ws.recv()
-    check(False, "a message over the size bound was answered")
-except websockets.exceptions.ConnectionClosed as e:
-    check(e.rcvd is not None and e.rcvd.code == 1009, f"oversized message should close with 1009 (message too big), got {e.rcvd}")
+# A message over the size bound, whole (four times the bound, so most of it is still unread when the
+# server refuses it) or in fragments each under the bound, is answered by close code 1009.
+oversized = msgpack.packb({"prompt": "x" * (4 * max_bytes)})
+fragments = [oversized[i:i + max_bytes // 4] for i in range(0, len(oversized), max_bytes // 4)]
+for name, message in [("whole", oversized), ("fragmented", fragments)]:
+    try:
+        with websockets.sync.client.connect(uri, compression=None, max_size=None) as ws:
+            ws.recv()
+            ws.send(message)
+            ws.recv()
+        check(False, f"a {name} message over the size bound was answered")
+    except websockets.exceptions.ConnectionClosed as e:
+        check(e.rcvd is not None and e.rcvd.code == 1009, f"{name} oversized message should close with 1009 (message too big), got {e.rcvd}")
 
 # Clients that vanish mid-request do not take the server down.
 for _ in range(20):
