@@ -148,7 +148,9 @@ final class InstructTuningTests: XCTestCase {
         let tokenizer = try BPETokenizer.train(corpus: ["What action should the robot take to close the drawer?"], vocabularySize: 300,
                                                specialTokens: ChatTemplate.specialTokens(actionQueries: 2))
         let prompt = try ActionPrompt(template: ChatTemplate(imageTokens: 2), tokenizer: tokenizer, numQueries: 2)
-        let mix = InstructMix(mix: InstructTuningRecipe.Mix(), prompt: prompt)
+        var fractions = InstructTuningRecipe.Mix()
+        fractions.restate = 0.5
+        let mix = InstructMix(mix: fractions, prompt: prompt)
         let annotations = [Annotation(category: .caption, question: "Describe the scene.", response: "A drawer."),
                            Annotation(category: .qa, question: "Is the drawer open?", response: "yes", type: "state_start"),
                            Annotation(category: .contextCreation, instruction: "The room is messy.", response: "Close the drawer."),
@@ -164,15 +166,25 @@ final class InstructTuningTests: XCTestCase {
             case .context, .rewriting: XCTAssertTrue(conversation.turns[0].user.hasSuffix("First answer my question."))
             case .motion: XCTAssertEqual(conversation.turns[0].answer, "move left")
             case .plain: XCTAssertEqual(conversation.turns[0].answer, "")
+            case .restate:
+                XCTAssertEqual(conversation.turns[0].user, "What action should the robot take to close the drawer? First answer my question.")
+                XCTAssertEqual(conversation.turns[0].answer, "Close the drawer.")
             }
         }
         func share(_ k: InstructMix.Kind) -> Double { Double(counts[k] ?? 0) / Double(n) }
-        XCTAssertEqual(share(.plain) + share(.motion), 0.4, accuracy: 0.03)
-        XCTAssertEqual(share(.motion) / (share(.plain) + share(.motion)), 0.2, accuracy: 0.04)
+        XCTAssertEqual(share(.plain) + share(.motion) + share(.restate), 0.4, accuracy: 0.03)
+        XCTAssertEqual(share(.motion) / 0.4, 0.2, accuracy: 0.04)
+        XCTAssertEqual(share(.restate) / (share(.plain) + share(.restate)), 0.5, accuracy: 0.05)
         for k in [InstructMix.Kind.dialogue, .context, .rewriting] { XCTAssertEqual(share(k), 0.2, accuracy: 0.03, "\(k)") }
         for _ in 0..<200 {
             let (_, kind) = mix.conversation(instruction: "close the drawer", annotations: [], motion: { "move left" }, rng: &rng)
             XCTAssertTrue(kind == .plain || kind == .motion)
+        }
+        // The recipe's default asks no plain command to be restated.
+        let byDefault = InstructMix(mix: InstructTuningRecipe.Mix(), prompt: prompt)
+        for _ in 0..<200 {
+            let (_, kind) = byDefault.conversation(instruction: "close the drawer", annotations: annotations, motion: { "move left" }, rng: &rng)
+            XCTAssertNotEqual(kind, .restate)
         }
     }
 

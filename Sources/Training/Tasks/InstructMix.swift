@@ -4,14 +4,15 @@ import Models
 
 /// Stage 2's text for one robot sample (§2.2 of the method notes), drawn per sample:
 ///
-/// - plain: the command → queries (some with the language-motion phrase first, as stage 1);
+/// - plain: the command → queries (some with the language-motion phrase first, as stage 1; some
+///   asked "… First answer my question." → "{the episode's action sentence} " + queries: restate);
 /// - dialogue: a caption or QA turn answered in words, then the command → queries;
 /// - context creation / command rewriting: "What action should the robot take to {instruction}?
 ///   First answer my question." → "{response} " + queries.
 ///
 /// A sample whose episode lacks the drawn kind of annotation falls back to the plain command.
 struct InstructMix {
-    enum Kind: String, CaseIterable { case plain, motion, dialogue, context, rewriting }
+    enum Kind: String, CaseIterable { case plain, motion, restate, dialogue, context, rewriting }
 
     let mix: InstructTuningRecipe.Mix
     let prompt: ActionPrompt
@@ -33,6 +34,10 @@ struct InstructMix {
             }
         }
         if withMotion { return (Conversation([prompt.actionTurn(instruction, .motion, answer: motion())]), .motion) }
+        // The action sentence is the response of every rewriting and context annotation of the episode.
+        if mix.restate > 0, Double(rng.uniform()) < mix.restate, let action = pick(.commandRewriting, .contextCreation) {
+            return (Conversation([prompt.actionTurn(instruction, .think, answer: action.response)]), .restate)
+        }
         return (Conversation([command]), .plain)
     }
 }

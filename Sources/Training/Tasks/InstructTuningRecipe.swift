@@ -34,6 +34,11 @@ public struct InstructTuningRecipe: RecipeSchema {
         public var rewriting = 0.2
         /// Of the plain commands, the fraction answered with the language-motion phrase first.
         public var motion = 0.2
+        /// Of the other plain commands, the fraction asked as context creation and rewriting are ("…
+        /// First answer my question.") and answered with the episode's action sentence, then the
+        /// queries. Thinking inference asks every command that way; without these samples a command
+        /// that already names its object is answered as a rewriting, often of another object.
+        public var restate = 0.0
     }
     /// Image/question/answer data trained with its own optimizer step after each robot update.
     public struct Multimodal: Codable, Sendable, Equatable {
@@ -79,8 +84,8 @@ public struct InstructTuningRecipe: RecipeSchema {
         try data.validate()
         guard !model.stage1.isEmpty else { throw RecipeError("model.stage1: give the stage-1 run folder (e.g. Checkpoints/tiny/stage1)") }
         let parts = [mix.plain, mix.dialogue, mix.context, mix.rewriting]
-        guard parts.allSatisfy({ $0 >= 0 }), abs(parts.reduce(0, +) - 1) < 1e-6, (0...1).contains(mix.motion) else {
-            throw RecipeError("mix: plain, dialogue, context and rewriting must be >= 0 and sum to 1 (got \(parts.reduce(0, +))); motion in [0, 1]")
+        guard parts.allSatisfy({ $0 >= 0 }), abs(parts.reduce(0, +) - 1) < 1e-6, (0...1).contains(mix.motion), (0...1).contains(mix.restate) else {
+            throw RecipeError("mix: plain, dialogue, context and rewriting must be >= 0 and sum to 1 (got \(parts.reduce(0, +))); motion and restate in [0, 1]")
         }
         try lora.validate()
         try flow.validate()
