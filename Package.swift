@@ -76,6 +76,6 @@ let package = Package(
         .testTarget(name: "EpisodesTests", dependencies: ["Episodes", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"], exclude: ["Interop"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Checkpoint", "TestSupport"]),
-        .testTarget(name: "ServingTests", dependencies: ["Serving", "TestSupport"], exclude: ["Clients"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Training", "Episodes", "TestSupport"], exclude: ["Clients"]),
     ]
 )

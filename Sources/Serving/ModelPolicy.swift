@@ -1,4 +1,5 @@
 import Autograd
+import Checkpoint
 import Foundation
 import Training
 
@@ -12,8 +13,8 @@ public final class ModelPolicy: Policy {
     public let extraMetadata: [String: MsgPackValue]
     let policy: ActionPolicy
     let think: Bool
-    /// Flow-matching noise: a fixed seed makes a served episode reproducible request for request.
-    var rng: RNG
+    /// Seed of the flow-matching noise; each request draws from it and the observation (`noise(for:)`).
+    let seed: UInt64
     /// Multiplies that noise (1: the trained distribution; 0: every chunk from the noise's mean).
     let noiseScale: Float
     var thoughts: ThoughtCache
@@ -27,7 +28,7 @@ public final class ModelPolicy: Policy {
         name = policy.instruct == nil ? "instructvla-stage1" : "instructvla-stage2"
         schema = ObservationSchema(imageKeys: policy.observationImageKeys, imageHeight: policy.imageSize, imageWidth: policy.imageSize,
                                    stateDim: policy.proprioDim)
-        rng = RNG(seed: seed)
+        self.seed = seed
         self.noiseScale = noiseScale
         var extra: [String: MsgPackValue] = ["weights": .string(policy.source.path), "noise_seed": .int(Int64(seed)),
                                              "noise_scale": .float(Double(noiseScale)),
@@ -41,7 +42,20 @@ public final class ModelPolicy: Policy {
     public var actionHorizon: Int { policy.horizon }
     public var actionDim: Int { policy.actionDim }
 
+    /// The noise of one request, from the seed and the observation itself: the same observation gets
+    /// the same actions whatever came before it on any connection. One stream shared by all requests
+    /// made an evaluation's parallel workers, whose requests interleave differently on every run, score
+    /// differently on every run.
+    func noise(for observation: Observation) -> RNG {
+        var hash = SHA256()
+        for image in observation.images { hash.update(image) }
+        observation.state.withUnsafeBytes { hash.update($0) }
+        hash.update(Array(observation.prompt.utf8))
+        return RNG(seed: seed ^ UInt64(hash.finalize().prefix(16), radix: 16)!)
+    }
+
     public func infer(_ observation: Observation) throws -> PolicyOutput {
+        var rng = noise(for: observation)
         guard think else {
             return PolicyOutput(actions: try policy.act(images: observation.images, proprio: observation.state,
                                                         instruction: observation.prompt, rng: &rng, noiseScale: noiseScale))

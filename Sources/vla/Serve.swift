@@ -23,7 +23,7 @@ extension VLA {
         @Option(help: "Replay recorded episodes (HDF5 files or globs) instead of a model: tests the evaluation plumbing.")
         var replay: [String] = []
 
-        @Option(help: "Seed of the flow-matching noise (a fixed seed makes a served episode reproducible).")
+        @Option(help: "Seed of the flow-matching noise; with it each request's noise follows from its observation, so the same observation gets the same actions.")
         var seed: UInt64 = 0
 
         @Option(help: "Scale of that noise: 1 samples the trained distribution; 0 starts every chunk from the noise's mean (deterministic).")
