@@ -194,26 +194,32 @@ struct DataParallelStep: Codable {
     var expert = ActionExpertConfig(
         backbone: TransformerConfig(hiddenSize: 128, numHeads: 4, numKeyValueHeads: 4, intermediateSize: 256, ropeTheta: 1000, attentionBias: false),
         numLayers: 3, vision: VisionConfig(imageSize: 64, patchSize: 8, hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 128),
-        latentSize: 128, numQueries: 16, proprioDim: 4, actionDim: 4, horizon: 8)
+        latentSize: 128, numQueries: 16, proprioDim: 1, actionDim: 4, horizon: 8)
     expert.vision.stemChannels = 32
     expert.spatialReadout = true
+    // stage1.yaml's data: two camera views, the gripper opening as proprio, nine auxiliary targets
+    expert.cameras = 2
+    expert.mergePatches = true
+    expert.auxiliaryOutputs = 9
     let queries = (3..<19).map(Int32.init)
     let vla = InstructVLA(vlm: vlm, expert: expert, lora: LoRASettings(rank: 16, alpha: 32, dropout: 0), queryIds: queries, seed: 6)
     let text = 24
     // [start | 16 image tokens | instruction | 16 queries | end]: the length of an MT10 prompt.
     let sample: [Int32] = [0] + Array(repeating: 2, count: vlm.tokensPerImage) + (0..<text).map { Int32(30 + $0 % 400) } + queries + [1]
     let targets: [Int32] = Array(repeating: -100, count: 1 + vlm.tokensPerImage + text - 1) + queries + [1, -100]
-    let pixels = Tensor.randomUniform([b, 64, 64, 3], low: 0, high: 1, rng: &r)
+    let pixels = Tensor.randomUniform([b, expert.cameras, 64, 64, 3], low: 0, high: 1, rng: &r)
     let inputs = ActionInputs(ids: Array((0..<b).map { _ in sample }.joined()), targets: Array((0..<b).map { _ in targets }.joined()),
-                              length: sample.count, imageTokens: withoutGrad { vlm.imageTokens(pixels) }, pixels: pixels,
-                              proprio: Tensor.randomUniform([b, 4], low: -1, high: 1, rng: &r))
+                              length: sample.count, imageTokens: withoutGrad { vlm.imageTokens(ActionInputs.vlmView(pixels)) }, pixels: pixels,
+                              proprio: Tensor.randomUniform([b, expert.proprioDim], low: -1, high: 1, rng: &r))
     let actions = Tensor.randomUniform([b, 8, 4], low: -1, high: 1, rng: &r)
+    let auxiliaryTargets = Tensor.randomUniform([b, expert.auxiliaryOutputs], low: -1, high: 1, rng: &r)
     let trainable = vla.namedParameters().filter { $0.0.hasPrefix("action_model.") || $0.0.contains(".lora_") || $0.0.hasSuffix("embed_tokens.weight") }
     let optimizer = AdamW(trainable, weightDecay: 0)
     var noise = RNG(seed: 7)
     func step() {
         optimizer.zeroGrad()
-        vla.loss(inputs, actions: actions, sampleRNGs: (0..<b).map { _ in noise.split() }, flowSamples: stage1FlowSamples).total.backward()
+        vla.loss(inputs, actions: actions, sampleRNGs: (0..<b).map { _ in noise.split() }, flowSamples: stage1FlowSamples,
+                 auxiliary: (auxiliaryTargets, 1)).total.backward()
         try! communicator.averageGradients(trainable.map(\.1))  // a failed collective ends the bench
         _ = clipGradNorm(trainable.map(\.1), maxNorm: 1)
         optimizer.update(learningRate: 3e-4)
