@@ -53,7 +53,10 @@ public enum TaskRegistry {
             let task = try InstructTuningTask(prepared.recipe, run: prepared.run)
             let trainer = Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock)
             let mode = prepared.recipe.model.fullFinetune ? "full LM fine-tune (ablation)" : "MoE-LoRA (language + action adapters, per-token router)"
-            return try trainer.run(header: header + prepared.notes + ["stage 1: \(prepared.recipe.model.stage1)", "stage 2: \(mode)"])
+            let warnings = task.unannotatedFiles.map {
+                "warning: \($0) has no VLA-IT annotations (Datasets/metaworld/annotate.py adds them): its samples train as plain commands only"
+            }
+            return try trainer.run(header: header + prepared.notes + ["stage 1: \(prepared.recipe.model.stage1)", "stage 2: \(mode)"] + warnings)
         default:
             let hint = RecipeValidator.closest(task, among: names).map { " (did you mean '\($0)'?)" } ?? ""
             throw RecipeError("\(url.path): task: unknown task '\(task)'\(hint); known: \(names.joined(separator: ", "))")

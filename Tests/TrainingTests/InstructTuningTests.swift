@@ -142,6 +142,23 @@ final class InstructTuningTests: XCTestCase {
         XCTAssertTrue(logged.allSatisfy { $0 == 0.5 }, "\(logged)")
     }
 
+    /// A data file without any VLA-IT annotation beside annotated ones is named, so the header can warn
+    /// that its tasks never train thinking (MT10 files regenerated without `annotate.py` did that).
+    func testFilesWithoutAnnotationsAreNamed() throws {
+        let f = try Self.fixture.get()
+        let bare = f.dir.appendingPathComponent("bare-\(UUID().uuidString.prefix(8))")
+        try TinyFixtures.demonstrations("reach-v3", perTask: 2, into: bare)
+        let recipe = try recipe("stage2-bare")
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2bare-\(UUID().uuidString.prefix(8))")
+        let annotated = f.demos.appendingPathComponent("instruct-place-v3.hdf5").path, unannotated = bare.appendingPathComponent("reach-v3.hdf5").path
+        let prepared = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: ["data.files=['\(annotated)', '\(unannotated)']"],
+                                            runDirectory: run, mode: .automatic)
+        XCTAssertEqual(try InstructTuningTask(prepared.recipe, run: prepared.run).unannotatedFiles, [unannotated])
+        let plainOnly = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: ["data.files=['\(annotated)']"],
+                                             runDirectory: run.appendingPathComponent("annotated"), mode: .automatic)
+        XCTAssertEqual(try InstructTuningTask(plainOnly.recipe, run: plainOnly.run).unannotatedFiles, [])
+    }
+
     /// Over many draws the text kinds follow the recipe's mix; samples without annotations fall back
     /// to the plain command.
     func testInstructMixFollowsTheRecipeAndFallsBack() throws {

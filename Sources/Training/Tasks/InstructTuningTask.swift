@@ -19,6 +19,9 @@ public final class InstructTuningTask: TrainingTask {
     public var model: Module { vla }
     public let loader: EpisodeLoader
     let annotations: [[Annotation]]
+    /// Data files none of whose episodes carries a VLA-IT annotation: their samples can only be drawn
+    /// as plain commands, so thinking about their tasks is never trained (the trainer warns).
+    public let unannotatedFiles: [String]
     let motion: MotionPhrases
     let mix: InstructMix
     let imageTokens: ImageTokenCache
@@ -58,6 +61,10 @@ public final class InstructTuningTask: TrainingTask {
             throw RecipeError("data.files: no episode has VLA-IT annotations (add them with Datasets/metaworld/annotate.py), " +
                               "but mix asks for \(Int((1 - recipe.mix.plain) * 100))% annotated samples; set mix.plain: 1 to train on commands only")
         }
+        let annotatedFiles = Set(zip(dataset.episodes, annotations).filter { !$0.1.isEmpty }.map(\.0.file))
+        var listed = Set<String>()
+        unannotatedFiles = recipe.mix.plain < 1
+            ? dataset.episodes.map(\.file).filter { !annotatedFiles.contains($0) && listed.insert($0).inserted } : []
         motion = try MotionPhrases(stage1.recipe.languageMotion, dataset: dataset)
         mix = InstructMix(mix: recipe.mix, prompt: stage1.prompt)
         imageTokens = ImageTokenCache(vlm: vla.vlm, dataset: dataset)
