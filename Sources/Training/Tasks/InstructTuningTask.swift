@@ -57,11 +57,11 @@ public final class InstructTuningTask: TrainingTask {
                               "the camera views \(stage1.recipe.data.imageKeys)")
         }
         annotations = try dataset.episodes.indices.map { try dataset.annotations(episode: $0) }
-        if recipe.mix.plain < 1 && annotations.allSatisfy(\.isEmpty) {
+        let annotatedFiles = Set(zip(dataset.episodes, annotations).filter { !$0.1.isEmpty }.map(\.0.file))
+        if recipe.mix.plain < 1 && annotatedFiles.isEmpty {
             throw RecipeError("data.files: no episode has VLA-IT annotations (add them with Datasets/metaworld/annotate.py), " +
                               "but mix asks for \(Int((1 - recipe.mix.plain) * 100))% annotated samples; set mix.plain: 1 to train on commands only")
         }
-        let annotatedFiles = Set(zip(dataset.episodes, annotations).filter { !$0.1.isEmpty }.map(\.0.file))
         var listed = Set<String>()
         unannotatedFiles = recipe.mix.plain < 1
             ? dataset.episodes.map(\.file).filter { !annotatedFiles.contains($0) && listed.insert($0).inserted } : []
