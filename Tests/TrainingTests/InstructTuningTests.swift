@@ -157,6 +157,12 @@ final class InstructTuningTests: XCTestCase {
         let plainOnly = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: ["data.files=['\(annotated)']"],
                                              runDirectory: run.appendingPathComponent("annotated"), mode: .automatic)
         XCTAssertEqual(try InstructTuningTask(plainOnly.recipe, run: plainOnly.run).unannotatedFiles, [])
+        // With no annotated file at all the mix cannot be drawn: an error, not a warning.
+        let bareOnly = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: ["data.files=['\(unannotated)']"],
+                                            runDirectory: run.appendingPathComponent("bare"), mode: .automatic)
+        XCTAssertThrowsError(try InstructTuningTask(bareOnly.recipe, run: bareOnly.run)) {
+            XCTAssertTrue("\($0)".contains("no episode has VLA-IT annotations"), "\($0)")
+        }
     }
 
     /// Over many draws the text kinds follow the recipe's mix; samples without annotations fall back
