@@ -2,6 +2,7 @@
 """Meta-World v3 scripted-expert demonstrations -> robomimic/LIBERO-layout HDF5 (one file per task).
 
     python generate.py --tasks reach-v3 --demos-per-task 4 --image-size 32 --out /tmp/mw-tiny
+    python generate.py --tasks mt10 --demos-per-task 50,reach-v3=150 ...   (150 demos of reach, 50 of the others)
 See README.md for the layout written and measured timings.
 """
 import argparse
@@ -116,7 +117,9 @@ def write_task_file(path, task, eps, cfg, attempts):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", default="mt10", help="mt10 (default), mt50 (all 50), or a comma list such as reach-v3,push")
-    p.add_argument("--demos-per-task", type=int, default=50)
+    p.add_argument("--demos-per-task", default="50", metavar="N[,TASK=N...]",
+                   help="demos per task, optionally with per-task counts: 50,reach-v3=150 (default 50). Episodes are "
+                        "numbered per task, so a larger count keeps the smaller count's demos and adds new layouts")
     p.add_argument("--image-size", type=int, default=64, help="square images, 8..512 (default 64)")
     p.add_argument("--camera", default="corner4", help=f"one of {', '.join(CAMERAS)} (default corner4)")
     p.add_argument("--extra-cameras", default="", metavar="NAMES",
@@ -135,6 +138,7 @@ def parse_args(argv):
     a = p.parse_args(argv)
     try:
         a.tasks = parse_tasks(a.tasks)
+        a.demos_per_task = parse_demo_counts(a.demos_per_task, a.tasks)
     except ValueError as e:
         p.error(str(e))
     if not 8 <= a.image_size <= 512:  # a task's episodes are held in memory until its file is written
@@ -149,8 +153,8 @@ def parse_args(argv):
         p.error(f"--hand-jitter must be between 0 and 0.15 m, got {a.hand_jitter}")
     if not 1 <= a.max_steps <= ENV_MAX_STEPS:
         p.error(f"--max-steps must be between 1 and {ENV_MAX_STEPS}, got {a.max_steps}")
-    if a.demos_per_task < 1 or a.workers < 1 or not 0 <= a.valid_fraction < 1:
-        p.error("--demos-per-task and --workers must be >= 1, --valid-fraction in [0, 1)")
+    if a.workers < 1 or not 0 <= a.valid_fraction < 1:
+        p.error("--workers must be >= 1, --valid-fraction in [0, 1)")
     try:
         os.makedirs(a.out, exist_ok=True)
         probe = os.path.join(a.out, f".write-probe-{os.getpid()}")
@@ -159,6 +163,27 @@ def parse_args(argv):
     except OSError as e:
         p.error(f"--out {a.out!r} is not a writable directory: {e}")
     return a
+
+
+def parse_demo_counts(spec, tasks):
+    """'50' or '50,reach-v3=150,peg-insert-side=100' -> {task: demos} for every task; ValueError names the bad part."""
+    default, *overrides = spec.replace(" ", "").split(",")
+    counts = dict.fromkeys(tasks, positive_count(default, spec))
+    for item in overrides:
+        name, eq, n = item.partition("=")
+        if not eq:
+            raise ValueError(f"--demos-per-task {spec!r}: {item!r} is not TASK=N (only the first entry is a bare count)")
+        task = parse_tasks(name)[0] if name else name
+        if task not in counts:
+            raise ValueError(f"--demos-per-task {spec!r}: {name!r} is not one of --tasks ({', '.join(tasks)})")
+        counts[task] = positive_count(n, spec)
+    return counts
+
+
+def positive_count(text, spec):
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"--demos-per-task {spec!r}: counts must be whole numbers >= 1, got {text!r}")
+    return int(text)
 
 
 def finish_task(task, recorded, n, next_attempt, cfg, out_dir):
@@ -183,33 +208,34 @@ def main(argv=None):
     from tqdm import tqdm
     cfg = {k: getattr(args, k) for k in ("seed", "image_size", "camera", "extra_cameras", "max_steps", "valid_fraction",
                                          "all_attempts", "hand_jitter")}
-    n = args.demos_per_task
-    chunk = max(1, min(10, math.ceil(n / args.workers)))
-    limit = max(20, 10 * n)  # attempts after which a task is given up
-    state = {t: {"next": 0, "eps": {}, "running": 0, "shown": 0} for t in args.tasks}
+    counts = args.demos_per_task
+    # attempts run in chunks of up to 10; a task is given up after 10x its count
+    state = {t: {"next": 0, "eps": {}, "running": 0, "shown": 0, "n": n, "limit": max(20, 10 * n),
+                 "chunk": max(1, min(10, math.ceil(n / args.workers)))} for t, n in counts.items()}
     card_tasks = {}
     if args.workers > 1:
         os.environ.setdefault("LP_NUM_THREADS", "1")  # one llvmpipe thread per worker process
-    bar = tqdm(total=n * len(args.tasks), unit="demo", dynamic_ncols=True)
+    bar = tqdm(total=sum(counts.values()), unit="demo", dynamic_ncols=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up like Ctrl-C
     pool = ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), initializer=worker_init)
     futures = {}
 
     def submit(task, count):  # attempts are numbered per task, in contiguous chunks
         s = state[task]
-        end = min(s["next"] + count, limit)
+        end, chunk = min(s["next"] + count, s["limit"]), s["chunk"]
         for start in range(s["next"], end, chunk):
             futures[pool.submit(run_chunk, task, list(range(start, min(start + chunk, end))), cfg)] = task
             s["running"] += 1
         s["next"] = end
 
     try:
-        for t in args.tasks:
+        for t, n in counts.items():
             submit(t, n)
         while futures:
             for fut in wait(futures, return_when=FIRST_COMPLETED)[0]:
                 task = futures.pop(fut)
                 s = state[task]
+                n = s["n"]
                 s["running"] -= 1
                 s["eps"].update((ep["attempt"], ep) for ep in fut.result())
                 eps = [s["eps"][a] for a in sorted(s["eps"])]
@@ -218,7 +244,7 @@ def main(argv=None):
                 s["shown"] = min(len(kept), n)
                 if s["running"]:
                     continue
-                if len(kept) < n and s["next"] < limit:
+                if len(kept) < n and s["next"] < s["limit"]:
                     submit(task, math.ceil((n - len(kept)) / max(len(kept) / s["next"], 0.1)))
                     continue
                 card_tasks[task] = c = finish_task(task, kept, n, s["next"], cfg, args.out)
@@ -234,10 +260,11 @@ def main(argv=None):
         bar.close()
         if card_tasks:  # also after an interruption, for the files that are complete
             write_card(args, card_tasks)
-    incomplete = [t for t, c in card_tasks.items() if c["demos"] < n]
+    incomplete = [f"{t} ({c['demos']} of {counts[t]} in {c['attempts']} attempts)" for t, c in card_tasks.items()
+                  if c["demos"] < counts[t]]
     if incomplete:
-        print(f"error: the scripted policy reached fewer than {n} successes in {limit} attempts for "
-              f"{', '.join(incomplete)} (their files hold fewer demos, or none were written)", file=sys.stderr)
+        print(f"error: the scripted policy reached too few successes for {', '.join(incomplete)} "
+              f"(their files hold fewer demos, or none were written)", file=sys.stderr)
         return 1
     return 0
 

@@ -336,6 +336,18 @@ final class EpisodeTests: XCTestCase {
         XCTAssertEqual(report["demos"] as? Int, 6)
     }
 
+    /// `--demos-per-task 2,push=3`: per-task counts, each task's demos its attempts in order, bad counts refused
+    /// before any work (check_demo_counts.py).
+    func testPerTaskDemoCountsExtendTheSameAttempts() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-counts-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let report = try PythonReference.run("Tests/EpisodesTests/Fixtures/check_demo_counts.py", input: ["dir": dir.path])
+        let problems = try XCTUnwrap(report["problems"] as? [String])
+        XCTAssertEqual(problems, [], "first problems:\n" + problems.prefix(10).joined(separator: "\n"))
+        XCTAssertEqual(report["demos"] as? [String: Int], ["reach-v3": 2, "push-v3": 3])
+    }
+
     func testDroppedLoadersReleaseTheirWorkers() throws {
         let dataset = try EpisodeDataset(files: [fixtures.path("robomimic_none.hdf5")], layout: .metaworld)
         let stats = try NormStats(dataset: dataset)
