@@ -173,7 +173,8 @@ def parse_demo_counts(spec, tasks):
         name, eq, n = item.partition("=")
         if not eq:
             raise ValueError(f"--demos-per-task {spec!r}: {item!r} is not TASK=N (only the first entry is a bare count)")
-        task = parse_tasks(name)[0] if name else name
+        named = parse_tasks(name) if name else []
+        task = named[0] if len(named) == 1 else name  # a group such as mt10 is not one task
         if task not in counts:
             raise ValueError(f"--demos-per-task {spec!r}: {name!r} is not one of --tasks ({', '.join(tasks)})")
         counts[task] = positive_count(n, spec)

@@ -57,7 +57,7 @@ def main(inp, outp):
     expect(card["total_demos"] == sum(COUNTS.values()), f"card total_demos {card['total_demos']}")
 
     for bad, says in (("2,push", "is not TASK=N"), ("2,drawer-open=3", "is not one of --tasks"),
-                      ("2,push=0", "whole numbers >= 1"), ("two", "whole numbers >= 1")):
+                      ("2,push=0", "whole numbers >= 1"), ("2,mt10=3", "is not one of --tasks"), ("two", "whole numbers >= 1")):
         empty = os.path.join(d, "bad")
         r = generate(bad, empty)
         expect(r.returncode == 2 and says in r.stderr, f"--demos-per-task {bad!r}: exit {r.returncode}, {r.stderr[-300:]}")
