@@ -305,47 +305,35 @@ final class EpisodeTests: XCTestCase {
     /// as obs/side_rgb, and evaluate.py sends it as observation/side_image when the server asks for it
     /// (checks in check_extra_cameras.py); the loader gives both views, in the recipe's order.
     func testExtraCameraViewsLeaveTheMainViewUnchangedAndReachTheServer() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-views-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let report = try PythonReference.run("Tests/EpisodesTests/Fixtures/check_extra_cameras.py", input: ["dir": dir.path])
-        let problems = try XCTUnwrap(report["problems"] as? [String])
-        XCTAssertEqual(problems, [], "first problems:\n" + problems.prefix(10).joined(separator: "\n"))
-        XCTAssertGreaterThan(report["requests_checked"] as? Int ?? 0, 0)
-        XCTAssertEqual(report["extra_cameras_attr"] as? [String: String], ["plain": "[]", "side": "[\"side\"]"])
+        try PythonReference.runChecks("Tests/EpisodesTests/Fixtures/check_extra_cameras.py") { report, dir in
+            XCTAssertGreaterThan(report["requests_checked"] as? Int ?? 0, 0)
+            XCTAssertEqual(report["extra_cameras_attr"] as? [String: String], ["plain": "[]", "side": "[\"side\"]"])
 
-        let layout = EpisodeLayout(kind: .robomimic, imageKeys: ["agentview_rgb", "side_rgb"], proprioKeys: ["ee_pos", "gripper_state"],
-                                   actionKey: "actions")
-        let file = dir.appendingPathComponent("side/reach-v3.hdf5").path
-        let both = try EpisodeDataset(files: [file], layout: layout).sample(episode: 0, step: 3, horizon: 2)
-        let main = try EpisodeDataset(files: [file], layout: .metaworld).sample(episode: 0, step: 3, horizon: 2)
-        XCTAssertEqual(both.images.count, 2)
-        XCTAssertEqual(both.images[0], main.images[0], "the first view is agentview_rgb")
-        XCTAssertNotEqual(both.images[1], both.images[0])
+            let layout = EpisodeLayout(kind: .robomimic, imageKeys: ["agentview_rgb", "side_rgb"], proprioKeys: ["ee_pos", "gripper_state"],
+                                       actionKey: "actions")
+            let file = dir.appendingPathComponent("side/reach-v3.hdf5").path
+            let both = try EpisodeDataset(files: [file], layout: layout).sample(episode: 0, step: 3, horizon: 2)
+            let main = try EpisodeDataset(files: [file], layout: .metaworld).sample(episode: 0, step: 3, horizon: 2)
+            XCTAssertEqual(both.images.count, 2)
+            XCTAssertEqual(both.images[0], main.images[0], "the first view is agentview_rgb")
+            XCTAssertNotEqual(both.images[1], both.images[0])
+        }
     }
 
     /// generate.py --hand-jitter: each MT episode's hand starts at its own pose near Meta-World's, the
     /// layouts stay the seeds', and evaluation envs go back to the fixed start (check_hand_jitter.py).
     func testHandJitterMovesOnlyTheStartAndEvaluationKeepsTheFixedOne() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-jitter-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let report = try PythonReference.run("Tests/EpisodesTests/Fixtures/check_hand_jitter.py", input: ["dir": dir.path])
-        let problems = try XCTUnwrap(report["problems"] as? [String])
-        XCTAssertEqual(problems, [], "first problems:\n" + problems.prefix(10).joined(separator: "\n"))
-        XCTAssertEqual(report["demos"] as? Int, 6)
+        try PythonReference.runChecks("Tests/EpisodesTests/Fixtures/check_hand_jitter.py") { report, _ in
+            XCTAssertEqual(report["demos"] as? Int, 6)
+        }
     }
 
     /// `--demos-per-task 2,push=3`: per-task counts, each task's demos its attempts in order, bad counts refused
     /// before any work (check_demo_counts.py).
     func testPerTaskDemoCountsExtendTheSameAttempts() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-counts-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let report = try PythonReference.run("Tests/EpisodesTests/Fixtures/check_demo_counts.py", input: ["dir": dir.path])
-        let problems = try XCTUnwrap(report["problems"] as? [String])
-        XCTAssertEqual(problems, [], "first problems:\n" + problems.prefix(10).joined(separator: "\n"))
-        XCTAssertEqual(report["demos"] as? [String: Int], ["reach-v3": 2, "push-v3": 3])
+        try PythonReference.runChecks("Tests/EpisodesTests/Fixtures/check_demo_counts.py") { report, _ in
+            XCTAssertEqual(report["demos"] as? [String: Int], ["reach-v3": 2, "push-v3": 3])
+        }
     }
 
     func testDroppedLoadersReleaseTheirWorkers() throws {

@@ -9,37 +9,32 @@ final class InstructSceneTests: XCTestCase {
     /// answers as the simulator's ground truth says; no evaluation wording occurs in the training annotations; the
     /// committed evaluation instruction files are current. The checks live in check_instruct_scene.py.
     func testAnnotationsMatchGroundTruthAndEvalPhrasingsAreHeldOut() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-instruct-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let report = try PythonReference.run("Tests/EpisodesTests/Fixtures/check_instruct_scene.py", input: ["dir": dir.path])
+        try PythonReference.runChecks("Tests/EpisodesTests/Fixtures/check_instruct_scene.py") { report, dir in
+            XCTAssertEqual(report["demos"] as? Int, 9, "3 demos each of instruct-place-v3, reach-v3 and drawer-open-v3")
+            let counts = try XCTUnwrap(report["annotations"] as? [String: Int])
+            XCTAssertEqual(counts["caption"], 9, "one caption per episode")
+            for category in ["qa", "command_rewriting", "context_creation"] {
+                XCTAssertGreaterThanOrEqual(counts[category] ?? 0, 9, category)
+            }
+            XCTAssertGreaterThan(report["eval_phrasings_checked"] as? Int ?? 0, 50)
+            XCTAssertEqual(report["instruction_files"] as? [String], ["atomic", "rewriting", "context"].map { "Datasets/metaworld/eval_instructions/\($0).json" })
+            // Stage 0's knowledge of the instruct scene (Datasets/vqa/scene_qa.py): 7 types asked of each of the 3 demos.
+            let knowledge = try XCTUnwrap(report["knowledge"] as? [String: Int])
+            XCTAssertEqual(Set(knowledge.keys), Set(["objects", "colour", "kind", "shape", "use", "place", "put"].map { "instruct_\($0)" }))
+            XCTAssertEqual(knowledge.values.reduce(0, +), 21)
+            let success = try XCTUnwrap(report["success_rate"] as? [String: Double])
+            XCTAssertEqual(success["instruct-place-v3"], 1.0, "the scripted expert places the object in every attempt")
 
-        let problems = try XCTUnwrap(report["problems"] as? [String])
-        XCTAssertEqual(problems.count, 0, "first problems:\n" + problems.prefix(10).joined(separator: "\n"))
-        XCTAssertEqual(report["demos"] as? Int, 9, "3 demos each of instruct-place-v3, reach-v3 and drawer-open-v3")
-        let counts = try XCTUnwrap(report["annotations"] as? [String: Int])
-        XCTAssertEqual(counts["caption"], 9, "one caption per episode")
-        for category in ["qa", "command_rewriting", "context_creation"] {
-            XCTAssertGreaterThanOrEqual(counts[category] ?? 0, 9, category)
+            // The Swift loader takes each episode's own instruction, and the policy inputs stay image + proprio.
+            let file = dir.appendingPathComponent("instruct/instruct-place-v3.hdf5").path
+            let dataset = try EpisodeDataset(files: [file], layout: .metaworld)
+            XCTAssertEqual(dataset.episodes.count, 3)
+            XCTAssertEqual(dataset.imageShape, [32, 32, 3])
+            XCTAssertEqual(dataset.proprioDim, 4, "ee_pos (3) + gripper_state (1), not the 39-d state that names the goal")
+            for episode in dataset.episodes {
+                XCTAssertTrue(episode.instruction.hasPrefix("put the ") && episode.instruction.contains(" on the "), episode.instruction)
+            }
+            XCTAssertGreaterThan(Set(dataset.episodes.map(\.instruction)).count, 1, "the instruction differs per episode")
         }
-        XCTAssertGreaterThan(report["eval_phrasings_checked"] as? Int ?? 0, 50)
-        XCTAssertEqual(report["instruction_files"] as? [String], ["atomic", "rewriting", "context"].map { "Datasets/metaworld/eval_instructions/\($0).json" })
-        // Stage 0's knowledge of the instruct scene (Datasets/vqa/scene_qa.py): 7 types asked of each of the 3 demos.
-        let knowledge = try XCTUnwrap(report["knowledge"] as? [String: Int])
-        XCTAssertEqual(Set(knowledge.keys), Set(["objects", "colour", "kind", "shape", "use", "place", "put"].map { "instruct_\($0)" }))
-        XCTAssertEqual(knowledge.values.reduce(0, +), 21)
-        let success = try XCTUnwrap(report["success_rate"] as? [String: Double])
-        XCTAssertEqual(success["instruct-place-v3"], 1.0, "the scripted expert places the object in every attempt")
-
-        // The Swift loader takes each episode's own instruction, and the policy inputs stay image + proprio.
-        let file = dir.appendingPathComponent("instruct/instruct-place-v3.hdf5").path
-        let dataset = try EpisodeDataset(files: [file], layout: .metaworld)
-        XCTAssertEqual(dataset.episodes.count, 3)
-        XCTAssertEqual(dataset.imageShape, [32, 32, 3])
-        XCTAssertEqual(dataset.proprioDim, 4, "ee_pos (3) + gripper_state (1), not the 39-d state that names the goal")
-        for episode in dataset.episodes {
-            XCTAssertTrue(episode.instruction.hasPrefix("put the ") && episode.instruction.contains(" on the "), episode.instruction)
-        }
-        XCTAssertGreaterThan(Set(dataset.episodes.map(\.instruction)).count, 1, "the instruction differs per episode")
     }
 }

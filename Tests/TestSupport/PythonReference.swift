@@ -39,4 +39,18 @@ public enum PythonReference {
         try runScript(script, arguments: [inURL.path, outURL.path])
         return try JSONSerialization.jsonObject(with: Data(contentsOf: outURL)) as! [String: Any]
     }
+
+    /// Runs a check script (`script IN.json OUT.json`, IN {"dir": D}) that generates into the fresh scratch
+    /// folder D and reports {"problems": [...], ...}: the test fails with the first problems unless the list is
+    /// empty; `body` then reads the report, and D before it is removed.
+    public static func runChecks(_ script: String, file: StaticString = #filePath, line: UInt = #line,
+                                 _ body: (_ report: [String: Any], _ dir: URL) throws -> Void) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-checks-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let report = try run(script, input: ["dir": dir.path])
+        let problems = try XCTUnwrap(report["problems"] as? [String], "\(script) reports no problems list", file: file, line: line)
+        XCTAssertEqual(problems, [], "first problems:\n" + problems.prefix(10).joined(separator: "\n"), file: file, line: line)
+        try body(report, dir)
+    }
 }
