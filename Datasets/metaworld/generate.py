@@ -24,17 +24,19 @@ from sim import (CAMERAS, ENV_MAX_STEPS, INSTRUCT_TASK, INSTRUCTIONS, camera_for
 # 1.1.0: the instruct scene's rand_vec holds the hand's start (34 values, was 31)
 # 1.2.0: --extra-cameras (obs/<name>_rgb) and the data attr extra_cameras
 # 1.3.0: --hand-jitter and the data attr hand_jitter
-GENERATOR_VERSION = "1.3.0"
+# 1.4.0: --steps-after-success, the data attr steps_after_success; success_step is the first success
+GENERATOR_VERSION = "1.4.0"
 CHUNK_FRAMES = 8  # frames per zstd chunk: cross-frame redundancy vs. cost of a one-frame read
 
 
-def run_episode(sim, policy, seed, max_steps, keep_failure, hand_jitter=0.0):
+def run_episode(sim, policy, seed, max_steps, keep_failure, hand_jitter=0.0, after_success=0):
     """One attempt; the recorded arrays are returned for a success, or for any attempt when keep_failure."""
     obs, layout = sim.reset(seed, hand_jitter)
     attrs = sim.episode_attrs()
-    steps = list(sim.rollout(policy, obs, max_steps))
-    success = steps[-1][-1]
-    ep = {"seed": seed, "success": success, "steps": len(steps)}
+    steps = list(sim.rollout(policy, obs, max_steps, after_success))
+    success_step = next((t for t, step in enumerate(steps) if step[-1]), -1)
+    success = success_step >= 0
+    ep = {"seed": seed, "success": success, "success_step": success_step, "steps": len(steps)}
     if success or keep_failure:
         frames, extras, states, actions, rewards, _ = zip(*steps)
         ep.update(layout=json.dumps(layout), attrs=attrs, rgb=np.stack(frames),
@@ -50,7 +52,7 @@ def run_chunk(task, attempts, cfg):
     out = []
     for a in attempts:
         ep = run_episode(sim, policy, episode_seed(cfg["seed"], task, a), cfg["max_steps"], cfg["all_attempts"],
-                         cfg["hand_jitter"])
+                         cfg["hand_jitter"], cfg["steps_after_success"][task])
         ep.update(attempt=a, flip=sim.flip)
         out.append(ep)
     return out
@@ -80,7 +82,7 @@ def write_task_file(path, task, eps, cfg, attempts):
                 o.create_dataset("gripper_state", data=ep["state"][:, 3:4])
                 o.create_dataset("env_state", data=ep["state"])
                 g.attrs.update(num_samples=T, seed=ep["seed"], attempt=ep["attempt"],
-                               layout=ep["layout"], success_step=T - 1 if ep["success"] else -1)
+                               layout=ep["layout"], success_step=ep["success_step"])
                 g.attrs.update(ep["attrs"])  # the instruct scene: language_instruction and scene
                 if cfg["all_attempts"]:
                     g.attrs["success"] = int(ep["success"])
@@ -91,6 +93,7 @@ def write_task_file(path, task, eps, cfg, attempts):
                 num_demos=n, total=int(sum(len(e["actions"]) for e in eps)), attempts=attempts,
                 image_size=size, camera=camera, camera_rotated_180=int(bool(eps and eps[0]["flip"])),
                 extra_cameras=json.dumps(extra), hand_jitter=cfg["hand_jitter"] if task != INSTRUCT_TASK else -1.0,
+                steps_after_success=cfg["steps_after_success"][task],
                 render_settings="mujoco.Renderer, vis.quality.offsamples=0, shadows and reflections off, "
                                 "image rotated 180 degrees when camera_rotated_180"
                                 + ("; extra cameras by the same rule (the corner* ones)" if extra else ""),
@@ -124,6 +127,9 @@ def parse_args(argv):
     p.add_argument("--camera", default="corner4", help=f"one of {', '.join(CAMERAS)} (default corner4)")
     p.add_argument("--extra-cameras", default="", metavar="NAMES",
                    help="comma list of more cameras, each stored as obs/<name>_rgb (default none)")
+    p.add_argument("--steps-after-success", default="0", metavar="N[,TASK=N...]",
+                   help="keep recording the scripted policy for N steps after its first success (bounded by --max-steps), "
+                        "optionally per task: 0,reach-v3=20 (default 0: a demo ends at its first success)")
     p.add_argument("--hand-jitter", type=float, default=0.0, metavar="M",
                    help="MT tasks: start the hand at Meta-World's pose plus an offset uniform in [-M, M]^3 metres, drawn per "
                         "episode (default 0: Meta-World's single start pose; the instruct scene draws its own)")
@@ -138,7 +144,8 @@ def parse_args(argv):
     a = p.parse_args(argv)
     try:
         a.tasks = parse_tasks(a.tasks)
-        a.demos_per_task = parse_demo_counts(a.demos_per_task, a.tasks)
+        a.demos_per_task = parse_task_counts(a.demos_per_task, a.tasks, "--demos-per-task", minimum=1)
+        a.steps_after_success = parse_task_counts(a.steps_after_success, a.tasks, "--steps-after-success", minimum=0)
     except ValueError as e:
         p.error(str(e))
     if not 8 <= a.image_size <= 512:  # a task's episodes are held in memory until its file is written
@@ -165,25 +172,25 @@ def parse_args(argv):
     return a
 
 
-def parse_demo_counts(spec, tasks):
-    """'50' or '50,reach-v3=150,peg-insert-side=100' -> {task: demos} for every task; ValueError names the bad part."""
+def parse_task_counts(spec, tasks, option, minimum):
+    """'50' or '50,reach-v3=150,peg-insert-side=100' -> {task: count} for every task; ValueError names the bad part."""
     default, *overrides = spec.replace(" ", "").split(",")
-    counts = dict.fromkeys(tasks, positive_count(default, spec))
+    counts = dict.fromkeys(tasks, whole_count(default, spec, option, minimum))
     for item in overrides:
         name, eq, n = item.partition("=")
         if not eq:
-            raise ValueError(f"--demos-per-task {spec!r}: {item!r} is not TASK=N (only the first entry is a bare count)")
+            raise ValueError(f"{option} {spec!r}: {item!r} is not TASK=N (only the first entry is a bare count)")
         named = parse_tasks(name) if name else []
         task = named[0] if len(named) == 1 else name  # a group such as mt10 is not one task
         if task not in counts:
-            raise ValueError(f"--demos-per-task {spec!r}: {name!r} is not one of --tasks ({', '.join(tasks)})")
-        counts[task] = positive_count(n, spec)
+            raise ValueError(f"{option} {spec!r}: {name!r} is not one of --tasks ({', '.join(tasks)})")
+        counts[task] = whole_count(n, spec, option, minimum)
     return counts
 
 
-def positive_count(text, spec):
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"--demos-per-task {spec!r}: counts must be whole numbers >= 1, got {text!r}")
+def whole_count(text, spec, option, minimum):
+    if not text.isdigit() or int(text) < minimum:
+        raise ValueError(f"{option} {spec!r}: counts must be whole numbers >= {minimum}, got {text!r}")
     return int(text)
 
 
@@ -200,7 +207,8 @@ def finish_task(task, recorded, n, next_attempt, cfg, out_dir):
             "attempts": attempts, "scripted_success_rate": round(successes / max(attempts, 1), 4),
             "frames": sum(lengths), "mean_length": round(float(np.mean(lengths)), 1) if kept else 0,
             "max_length": max(lengths, default=0), "extra_cameras": cfg["extra_cameras"],
-            "hand_jitter": cfg["hand_jitter"] if task != INSTRUCT_TASK else None} \
+            "hand_jitter": cfg["hand_jitter"] if task != INSTRUCT_TASK else None,
+            "steps_after_success": cfg["steps_after_success"][task]} \
         | ({"successes": successes} if cfg["all_attempts"] else {})
 
 
@@ -208,7 +216,7 @@ def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
     cfg = {k: getattr(args, k) for k in ("seed", "image_size", "camera", "extra_cameras", "max_steps", "valid_fraction",
-                                         "all_attempts", "hand_jitter")}
+                                         "all_attempts", "hand_jitter", "steps_after_success")}
     counts = args.demos_per_task
     # attempts run in chunks of up to 10; a task is given up after 10x its count
     state = {t: {"next": 0, "eps": {}, "running": 0, "shown": 0, "n": n, "limit": max(20, 10 * n),

@@ -179,20 +179,23 @@ class SimEnv:
         img = r.render()
         return img[::-1, ::-1].copy() if flip else img.copy()
 
-    def rollout(self, policy, obs, max_steps):
-        """Render, act, step until the first info["success"] or max_steps.
+    def rollout(self, policy, obs, max_steps, after_success=0):
+        """Render, act, step until after_success steps past the first info["success"], or max_steps.
 
         policy(obs, frame, extra) -> action, extra being render_extra() of the same state; actions are clipped
         to [-1, 1] and sent as float32. Yields (frame, extra, obs before the action, action, reward, success) per step.
         """
-        for _ in range(max_steps):
+        first_success = None
+        for t in range(max_steps):
             frame, extra = self.render(), self.render_extra()
             state = obs.copy()  # some experts (door-open/close) edit the obs they are given in place
             action = np.clip(policy(obs, frame, extra), -1.0, 1.0).astype(np.float32)
             obs, reward, _, _, info = self.env.step(action)
             success = bool(info["success"])
             yield frame, extra, state, action, reward, success
-            if success:
+            if success and first_success is None:
+                first_success = t
+            if first_success is not None and t - first_success >= after_success:
                 return
 
     def close(self):

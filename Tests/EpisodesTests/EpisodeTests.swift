@@ -328,11 +328,12 @@ final class EpisodeTests: XCTestCase {
         }
     }
 
-    /// `--demos-per-task 2,push=3`: per-task counts, each task's demos its attempts in order, bad counts refused
-    /// before any work (check_demo_counts.py).
-    func testPerTaskDemoCountsExtendTheSameAttempts() throws {
+    /// `--demos-per-task 2,push=3`: per-task counts, each task's demos its attempts in order; `--steps-after-success
+    /// 0,reach=4`: the same reach demos, each 4 frames longer; bad counts refused before any work (check_demo_counts.py).
+    func testPerTaskCountsKeepTheSameAttempts() throws {
         try PythonReference.runChecks("Tests/EpisodesTests/Fixtures/check_demo_counts.py") { report, _ in
             XCTAssertEqual(report["demos"] as? [String: Int], ["reach-v3": 2, "push-v3": 3])
+            XCTAssertEqual(report["extra_frames"] as? [String: [Int]], ["reach-v3": [4], "push-v3": [0]])
         }
     }
 

@@ -1,11 +1,13 @@
-"""Test-only: per-task demo counts (generate.py --demos-per-task N,TASK=N).
+"""Test-only: per-task demo counts and steps after success (generate.py --demos-per-task / --steps-after-success N,TASK=N).
 
   check_demo_counts.py IN.json OUT.json    IN {"dir": D}
-  OUT {"problems": [...], "demos": {task: n}}
+  OUT {"problems": [...], "demos": {task: n}, "extra_frames": {task: frames added by --steps-after-success 0,reach=4}}
 Generates reach-v3 (2 demos) and push-v3 (3 demos) in one call, 16 px, and checks: each file and the card hold
 its task's count; each task's demos are its attempts 0, 1, ... in order (episode seeds from sim.episode_seed, so a
-larger count keeps a smaller count's demos and adds layouts); the valid split is each file's own 10 %. Malformed
-counts exit 2 with a message naming the bad part, before any file is written.
+larger count keeps a smaller count's demos and adds layouts); the valid split is each file's own 10 %. Then the same
+call with --steps-after-success 0,reach=4: every reach demo is the same attempt with 4 more frames (the first ones
+identical), success_step still its first success, push unchanged; the attrs record the count. Malformed counts of
+either option exit 2 with a message naming the bad part, before any file is written.
 An empty "problems" list means every check passed.
 """
 import json
@@ -31,9 +33,16 @@ def expect(ok, message):
         problems.append(message)
 
 
-def generate(counts, out):
-    return subprocess.run([sys.executable, os.path.join(MW, "generate.py"), *TINY, "--demos-per-task", counts,
+def generate(counts, out, *more):
+    return subprocess.run([sys.executable, os.path.join(MW, "generate.py"), *TINY, "--demos-per-task", counts, *more,
                            "--out", out], capture_output=True, text=True, timeout=600)
+
+
+def read_demos(path):
+    """demo name -> (success_step, actions, agentview frames), and the data attr steps_after_success."""
+    with h5py.File(path) as f:
+        return {k: (int(g.attrs["success_step"]), g["actions"][()], g["obs/agentview_rgb"][()])
+                for k, g in f["data"].items()}, int(f["data"].attrs["steps_after_success"])
 
 
 def main(inp, outp):
@@ -56,6 +65,22 @@ def main(inp, outp):
         expect(demos[task] == n, f"{task}: {demos[task]} demos in the file, expected {n}")
     expect(card["total_demos"] == sum(COUNTS.values()), f"card total_demos {card['total_demos']}")
 
+    longer = os.path.join(d, "after")
+    r = generate("2,push=3", longer, "--steps-after-success", "0,reach=4")
+    expect(r.returncode == 0, f"generate.py --steps-after-success 0,reach=4 exited {r.returncode}: {r.stderr[-400:]}")
+    extra_frames = {}
+    for task, added in (("reach-v3", 4), ("push-v3", 0)):
+        (before, before_n), (after, after_n) = (read_demos(os.path.join(o, f"{task}.hdf5")) for o in (out, longer))
+        expect((before_n, after_n) == (0, added), f"{task}: steps_after_success attrs {before_n}, {after_n}")
+        expect(sorted(before) == sorted(after), f"{task}: demos {sorted(before)} became {sorted(after)}")
+        extra_frames[task] = sorted({len(after[k][1]) - len(before[k][1]) for k in before if k in after})
+        for k in sorted(set(before) & set(after)):
+            (s0, a0, f0), (s1, a1, f1), T = before[k], after[k], len(before[k][1])
+            expect(s0 == T - 1 and s1 == s0, f"{task} {k}: success_step {s0} then {s1}, first success at {T - 1}")
+            expect((a1[:T] == a0).all() and (f1[:T] == f0).all(), f"{task} {k}: the first {T} steps differ")
+        expect(json.load(open(os.path.join(longer, "dataset_card.json")))["tasks"][task]["steps_after_success"] == added,
+               f"{task}: the card does not record {added} steps after success")
+
     for bad, says in (("2,push", "is not TASK=N"), ("2,drawer-open=3", "is not one of --tasks"),
                       ("2,push=0", "whole numbers >= 1"), ("2,mt10=3", "is not one of --tasks"), ("two", "whole numbers >= 1")):
         empty = os.path.join(d, "bad")
@@ -63,7 +88,14 @@ def main(inp, outp):
         expect(r.returncode == 2 and says in r.stderr, f"--demos-per-task {bad!r}: exit {r.returncode}, {r.stderr[-300:]}")
         written = [n for n in os.listdir(empty) if n.endswith(".hdf5")] if os.path.isdir(empty) else []
         expect(not written, f"--demos-per-task {bad!r} wrote files: {written}")
-    json.dump({"problems": problems, "demos": demos}, open(outp, "w"))
+    for bad, says in (("4,reach=x", "whole numbers >= 0"), ("0,drawer-open=2", "is not one of --tasks")):
+        empty = os.path.join(d, "bad-after")
+        r = generate("2", empty, "--steps-after-success", bad)
+        expect(r.returncode == 2 and says in r.stderr and "--steps-after-success" in r.stderr,
+               f"--steps-after-success {bad!r}: exit {r.returncode}, {r.stderr[-300:]}")
+        written = [n for n in os.listdir(empty) if n.endswith(".hdf5")] if os.path.isdir(empty) else []
+        expect(not written, f"--steps-after-success {bad!r} wrote files: {written}")
+    json.dump({"problems": problems, "demos": demos, "extra_frames": extra_frames}, open(outp, "w"))
 
 
 if __name__ == "__main__":
