@@ -5,11 +5,15 @@ public struct Observation: Sendable {
     public var images: [[UInt8]]
     public var state: [Float]
     public var prompt: String
+    /// The connection that sent it (the server numbers them from 1): policies that keep state per
+    /// episode, such as a thinking policy's cached response, keep it per client.
+    public var client: Int
 
-    public init(images: [[UInt8]], state: [Float], prompt: String) {
+    public init(images: [[UInt8]], state: [Float], prompt: String, client: Int = 0) {
         self.images = images
         self.state = state
         self.prompt = prompt
+        self.client = client
     }
 }
 
@@ -39,6 +43,12 @@ public protocol Policy: AnyObject {
     /// Extra metadata sent to clients on connect, e.g. the camera the policy was trained on.
     var extraMetadata: [String: MsgPackValue] { get }
     func infer(_ observation: Observation) throws -> PolicyOutput
+    /// The client's connection closed: drop what is kept for it.
+    func disconnected(client: Int)
+}
+
+extension Policy {
+    public func disconnected(client: Int) {}
 }
 
 public struct ObservationError: Error, CustomStringConvertible, Equatable {

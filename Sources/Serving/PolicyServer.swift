@@ -110,8 +110,12 @@ public final class PolicyServer: Sendable {
 
     func serveWebsocket(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async throws {
         let peer = channel.channel.remoteAddress.map { "\($0)" } ?? "?"
-        log("client connected: \(peer)")
-        defer { log("client disconnected: \(peer) (\(stats.summary()))") }
+        let client = runner.connected()
+        log("client \(client) connected: \(peer)")
+        defer {
+            runner.disconnected(client)
+            log("client \(client) disconnected: \(peer) (\(stats.summary()))")
+        }
         try await channel.executeThenClose { inbound, outbound in
             func send(_ opcode: WebSocketOpcode, _ bytes: [UInt8]) async throws {
                 try await outbound.write(WebSocketFrame(fin: true, opcode: opcode, data: ByteBuffer(bytes: bytes)))
@@ -122,7 +126,8 @@ public final class PolicyServer: Sendable {
                 switch frame.opcode {
                 case .binary:
                     let start = ContinuousClock.now
-                    let reply = await respond(to: Array(frame.unmaskedData.readableBytesView), previousTotalMs: previousTotalMs)
+                    let reply = await respond(to: Array(frame.unmaskedData.readableBytesView), client: client,
+                                              previousTotalMs: previousTotalMs)
                     switch reply {
                     case .success(let bytes): try await send(.binary, bytes)
                     case .failure(let error):
@@ -146,9 +151,10 @@ public final class PolicyServer: Sendable {
     }
 
     /// Decodes, validates and runs one request; any failure becomes the error text sent back.
-    func respond(to bytes: [UInt8], previousTotalMs: Double?) async -> Result<[UInt8], Error> {
+    func respond(to bytes: [UInt8], client: Int, previousTotalMs: Double?) async -> Result<[UInt8], Error> {
         do {
-            let observation = try runner.schema.validate(try MsgPack.decode(bytes))
+            var observation = try runner.schema.validate(try MsgPack.decode(bytes))
+            observation.client = client
             let (output, inferMs) = try await runner.infer(observation)
             stats.record(inferMs)
             let policy = runner.shape
@@ -199,6 +205,8 @@ public final class PolicyServer: Sendable {
 final class InferenceRunner: @unchecked Sendable {
     private let policy: Policy  // only touched on `queue`, or immutable after init
     private let queue = DispatchQueue(label: "instructvla.serve.inference")
+    private let clients = NSLock()
+    private var lastClient = 0
     let schema: ObservationSchema
     let shape: (horizon: Int, actionDim: Int)
 
@@ -206,6 +214,18 @@ final class InferenceRunner: @unchecked Sendable {
         self.policy = policy
         self.schema = policy.schema
         self.shape = (policy.actionHorizon, policy.actionDim)
+    }
+
+    /// A new connection's client number (1, 2, …).
+    func connected() -> Int {
+        clients.withLock {
+            lastClient += 1
+            return lastClient
+        }
+    }
+
+    func disconnected(_ client: Int) {
+        queue.async { self.policy.disconnected(client: client) }
     }
 
     func infer(_ observation: Observation) async throws -> (PolicyOutput, Double) {
