@@ -5,26 +5,25 @@ import Training
 
 /// A trained model behind the server: stage-1 and stage-2 runs and export bundles (`ActionPolicy`).
 /// A stage-2 model that thinks first answers the instruction in words (sent back as `text`), then
-/// acts on it (`Thinking`); the response follows `ThoughtCache` (regenerated every
-/// `inference.think_every` requests for the same instruction, at once for a new one).
+/// acts on it; the response follows `ThoughtCache` (regenerated every `inference.think_every`
+/// requests for the same instruction, at once for a new one).
 public final class ModelPolicy: Policy {
     public let name: String
     public let schema: ObservationSchema
     public let extraMetadata: [String: MsgPackValue]
     let policy: ActionPolicy
-    let thinking: Thinking
+    let think: Bool
     /// Seed of the flow-matching noise; each request draws from it and the observation (`noise(for:)`).
     let seed: UInt64
     /// Multiplies that noise (1: the trained distribution; 0: every chunk from the noise's mean).
     let noiseScale: Float
     var thoughts: ThoughtCache
 
-    /// - Parameter thinking: whether and how to answer in words before acting; nil follows the model's
-    ///   recipe (stage 2: yes).
-    public init(contentsOf folder: URL, seed: UInt64, noiseScale: Float = 1, thinking: Thinking? = nil) throws {
+    /// - Parameter think: answer in words before acting; nil follows the model's recipe (stage 2: yes).
+    public init(contentsOf folder: URL, seed: UInt64, noiseScale: Float = 1, think: Bool? = nil) throws {
         precondition(noiseScale >= 0 && noiseScale.isFinite, "ModelPolicy: noise scale \(noiseScale) must be finite and at least 0")
         policy = try ActionPolicy(contentsOf: folder)
-        self.thinking = thinking ?? policy.defaultThinking
+        self.think = think ?? policy.thinksByDefault
         thoughts = ThoughtCache(every: policy.instruct?.inference.thinkEvery ?? 1)
         name = policy.instruct == nil ? "instructvla-stage1" : "instructvla-stage2"
         schema = ObservationSchema(imageKeys: policy.observationImageKeys, imageHeight: policy.imageSize, imageWidth: policy.imageSize,
@@ -33,11 +32,8 @@ public final class ModelPolicy: Policy {
         self.noiseScale = noiseScale
         var extra: [String: MsgPackValue] = ["weights": .string(policy.source.path), "noise_seed": .int(Int64(seed)),
                                              "noise_scale": .float(Double(noiseScale)),
-                                             "stage": .string(policy.stage), "think": .bool(self.thinking != .no)]
-        if self.thinking != .no {
-            extra["think_every"] = .int(Int64(thoughts.every))
-            extra["thinking"] = .string(self.thinking.rawValue)
-        }
+                                             "stage": .string(policy.stage), "think": .bool(self.think)]
+        if self.think { extra["think_every"] = .int(Int64(thoughts.every)) }
         if let camera = policy.camera { extra["camera"] = .string(camera) }
         if !policy.extraCameras.isEmpty { extra["extra_cameras"] = .array(policy.extraCameras.map { .string($0) }) }
         extraMetadata = extra
@@ -60,7 +56,7 @@ public final class ModelPolicy: Policy {
 
     public func infer(_ observation: Observation) throws -> PolicyOutput {
         var rng = noise(for: observation)
-        guard thinking != .no else {
+        guard think else {
             return PolicyOutput(actions: try policy.act(images: observation.images, proprio: observation.state,
                                                         instruction: observation.prompt, rng: &rng, noiseScale: noiseScale))
         }
@@ -68,7 +64,7 @@ public final class ModelPolicy: Policy {
             try policy.respond(image: observation.images[0], instruction: observation.prompt)
         }
         let actions = try policy.act(images: observation.images, proprio: observation.state, instruction: observation.prompt,
-                                     thought: (thought.ids, thought.text), thinking: thinking, rng: &rng, noiseScale: noiseScale)
+                                     response: thought.ids, rng: &rng, noiseScale: noiseScale)
         return PolicyOutput(actions: actions, text: thought.text, extra: ["thought_age": .int(Int64(thought.age))])
     }
 

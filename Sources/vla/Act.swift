@@ -60,10 +60,8 @@ extension VLA {
                 let sample = try dataset.sample(episode: e, step: step, horizon: policy.horizon)
                 var rng = RNG(seed: seed)
                 let said = instruction ?? sample.instruction
-                let mode = thinking.thinking ?? policy.defaultThinking
-                let response = try mode != .no ? policy.respond(image: sample.images[0], instruction: said) : nil
-                let actions = try policy.act(images: sample.images, proprio: sample.proprio, instruction: said, thought: response,
-                                             thinking: mode, rng: &rng)
+                let response = try (thinking.think ?? policy.thinksByDefault) ? policy.respond(image: sample.images[0], instruction: said) : nil
+                let actions = try policy.act(images: sample.images, proprio: sample.proprio, instruction: said, response: response?.ids, rng: &rng)
                 let rows = { (v: [Float]) in stride(from: 0, to: v.count, by: policy.actionDim).map { Array(v[$0..<($0 + policy.actionDim)]) } }
                 var out: [String: Any] = ["instruction": said, "actions": rows(actions), "recorded": rows(sample.actions)]
                 if let response { out["response"] = response.text }

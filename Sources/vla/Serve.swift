@@ -51,7 +51,7 @@ extension VLA {
             let policy: Policy
             do {
                 if let model {
-                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed, noiseScale: noiseScale, thinking: thinking.thinking)
+                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed, noiseScale: noiseScale, think: thinking.think)
                 } else {
                     policy = try ReplayPolicy(files: try EpisodeDataSection.expand(replay, key: "--replay"), horizon: horizon)
                 }

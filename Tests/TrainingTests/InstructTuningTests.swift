@@ -267,34 +267,6 @@ final class InstructTuningTests: XCTestCase {
         XCTAssertEqual(schema["adapters"] as? [String], ["language", "action"])
     }
 
-    /// `--think restate` acts on the response as a plain command: exactly the actions of that command
-    /// asked plainly, whatever the original wording; `yes` (the paper's) also reads the wording, and
-    /// `no` ignores the response.
-    func testRestatingActsOnTheResponseAsThePlainCommand() throws {
-        XCTAssertEqual(Thinking.command(restating: " Put the red apple on the white plate. "), "put the red apple on the white plate")
-        XCTAssertEqual(Thinking.command(restating: "Open the drawer"), "open the drawer")
-        XCTAssertEqual(Thinking.command(restating: ""), "")
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2restate-\(UUID().uuidString.prefix(8))")
-        _ = try train(try recipe("stage2-restate", steps: 2), in: run)
-        let policy = try ActionPolicy(contentsOf: run)
-        XCTAssertEqual(policy.defaultThinking, .yes)
-        let data = try EpisodeDataset(files: [try Self.fixture.get().demos.appendingPathComponent("instruct-place-v3.hdf5").path],
-                                      layout: EpisodeDataSection().episodeLayout)
-        let sample = try data.sample(episode: 0, step: 2, horizon: 1)
-        let (asked, reworded) = ("I want a healthy snack. Put it on the plate.", "Something healthy to eat should go on the plate.")
-        let thought = try policy.respond(image: sample.images[0], instruction: asked)
-        func act(_ instruction: String, _ thought: (ids: [Int32], text: String)?, _ thinking: Thinking) throws -> [Float] {
-            var rng = RNG(seed: 9)
-            return try policy.act(images: sample.images, proprio: sample.proprio, instruction: instruction, thought: thought,
-                                  thinking: thinking, rng: &rng)
-        }
-        let plainRestated = try act(Thinking.command(restating: thought.text), nil, .no)
-        XCTAssertEqual(try act(asked, thought, .restate), plainRestated)
-        XCTAssertEqual(try act(reworded, thought, .restate), plainRestated, "restating never reads the original wording")
-        XCTAssertNotEqual(try act(asked, thought, .yes), try act(reworded, thought, .yes), "the paper's mode reads it")
-        XCTAssertEqual(try act(asked, thought, .no), try act(asked, nil, .yes), "no response: the plain command")
-    }
-
     /// Responses are generated on the first request, every `every` requests after, and at once for
     /// a new instruction; in between the same response is reused with its age. Each client has its own.
     func testThoughtCacheRegeneratesOnScheduleOnANewInstructionAndPerClient() {

@@ -20,7 +20,7 @@ public final class MetricsLog {
             let data = Data(kept.map { $0 + "\n" }.joined().utf8)
             try writeAtomically(url) { try $0.write(data) }
         } else if !FileManager.default.fileExists(atPath: url.path) {
-            FileManager.default.createFile(atPath: url.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: url.path, contents: nil)  // a failure surfaces as the open below failing
         }
         guard let handle = FileHandle(forWritingAtPath: url.path) else { throw RecipeError("cannot open metrics log \(url.path)") }
         try handle.seekToEnd()

@@ -102,8 +102,6 @@ public final class ActionPolicy {
 
     /// Whether `act` answers in words before acting by default (stage 2 recipes say so).
     public var thinksByDefault: Bool { instruct?.inference.think ?? false }
-    /// The recipe's thinking mode: `.yes` where it thinks by default, else `.no`.
-    public var defaultThinking: Thinking { thinksByDefault ? .yes : .no }
 
     /// The model's response to an instruction asked with "First answer my question." (greedy,
     /// routed per token, until the first query token): its token ids and text.
@@ -116,21 +114,6 @@ public final class ActionPolicy {
                                      maxNewTokens: instruct?.inference.maxResponseTokens ?? 40, stop: [prompt.queryIds[0], imEnd])
         let ids = Array(generated.prefix { $0 != prompt.queryIds[0] && $0 != imEnd })
         return (ids, prompt.tokenizer.decode(ids).trimmingCharacters(in: .whitespaces))
-    }
-
-    /// `act` after the model's response to the instruction (`respond`), used as `thinking` says; no
-    /// response, or `.no`, acts on the plain command.
-    public func act(images: [[UInt8]], proprio: [Float], instruction: String, thought: (ids: [Int32], text: String)?,
-                    thinking: Thinking, rng: inout RNG, noiseScale: Float = 1) throws -> [Float] {
-        switch (thinking, thought) {
-        case (.yes, let thought?):
-            return try act(images: images, proprio: proprio, instruction: instruction, response: thought.ids, rng: &rng, noiseScale: noiseScale)
-        case (.restate, let thought?):
-            return try act(images: images, proprio: proprio, instruction: Thinking.command(restating: thought.text), rng: &rng,
-                           noiseScale: noiseScale)
-        default:
-            return try act(images: images, proprio: proprio, instruction: instruction, rng: &rng, noiseScale: noiseScale)
-        }
     }
 
     /// The un-normalised action chunk (horizon × actionDim, row-major) for one observation.
