@@ -309,6 +309,7 @@ class ServerPolicy:
         self.queue = deque()  # chunk execution: actions still to execute
         self.chunks = deque()  # temporal ensemble: (first step, chunk) of the predictions covering the step
         self.latency_ms, self.infer_ms, self.text = [], [], None
+        self.texts = []  # each new response of a thinking server, in order (it regenerates every think_every requests)
 
     def __call__(self, obs, frame, extra):
         m = self.cfg["temporal_ensemble"]
@@ -346,8 +347,10 @@ class ServerPolicy:
         actions, infer_ms = check_reply(reply, self.cfg["action_horizon"])
         if infer_ms is not None:
             self.infer_ms.append(float(infer_ms))
-        if self.text is None and isinstance(reply.get("text"), str):
-            self.text = reply["text"]
+        if isinstance(reply.get("text"), str):
+            self.text = reply["text"] if self.text is None else self.text
+            if not self.texts or self.texts[-1] != reply["text"]:
+                self.texts.append(reply["text"])
         return actions
 
 
@@ -390,7 +393,7 @@ def run_episode(task, ep, instruction, save_frames, cfg):
     rec = {"task": task, "episode": ep, "seed": seed, "success": success, "steps": steps,
            "instruction": instruction, "layout": layout}
     if server:
-        rec.update(queries=len(policy.latency_ms), text=policy.text,
+        rec.update(queries=len(policy.latency_ms), text=policy.text, texts=policy.texts,
                    latency_ms=policy.latency_ms, infer_ms=policy.infer_ms)
     return rec
 
