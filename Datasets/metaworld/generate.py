@@ -25,15 +25,24 @@ from sim import (CAMERAS, ENV_MAX_STEPS, INSTRUCT_TASK, INSTRUCTIONS, camera_for
 # 1.2.0: --extra-cameras (obs/<name>_rgb) and the data attr extra_cameras
 # 1.3.0: --hand-jitter and the data attr hand_jitter
 # 1.4.0: --steps-after-success, the data attr steps_after_success; success_step is the first success
-GENERATOR_VERSION = "1.4.0"
+# 1.5.0: --action-noise and the data attr action_noise
+GENERATOR_VERSION = "1.5.0"
 CHUNK_FRAMES = 8  # frames per zstd chunk: cross-frame redundancy vs. cost of a one-frame read
 
 
-def run_episode(sim, policy, seed, max_steps, keep_failure, hand_jitter=0.0, after_success=0):
-    """One attempt; the recorded arrays are returned for a success, or for any attempt when keep_failure."""
+def run_episode(sim, policy, seed, max_steps, keep_failure, hand_jitter=0.0, after_success=0, action_noise=0.0):
+    """One attempt; the recorded arrays are returned for a success, or for any attempt when keep_failure.
+
+    action_noise > 0 (DART, Laskey et al. 2017): the executed action is the expert's plus Gaussian noise of that
+    standard deviation per dimension, drawn from the episode seed; the recorded action is the expert's own, so the
+    demos show it correcting from states off its own path."""
     obs, layout = sim.reset(seed, hand_jitter)
     attrs = sim.episode_attrs()
-    steps = list(sim.rollout(policy, obs, max_steps, after_success))
+    perturb = None
+    if action_noise > 0:
+        rng = np.random.default_rng([seed, 0x4E4F4953])
+        perturb = lambda action: action + rng.normal(0.0, action_noise, action.shape)  # noqa: E731
+    steps = list(sim.rollout(policy, obs, max_steps, after_success, perturb))
     success_step = next((t for t, step in enumerate(steps) if step[-1]), -1)
     success = success_step >= 0
     ep = {"seed": seed, "success": success, "success_step": success_step, "steps": len(steps)}
@@ -52,7 +61,7 @@ def run_chunk(task, attempts, cfg):
     out = []
     for a in attempts:
         ep = run_episode(sim, policy, episode_seed(cfg["seed"], task, a), cfg["max_steps"], cfg["all_attempts"],
-                         cfg["hand_jitter"], cfg["steps_after_success"][task])
+                         cfg["hand_jitter"], cfg["steps_after_success"][task], cfg["action_noise"])
         ep.update(attempt=a, flip=sim.flip)
         out.append(ep)
     return out
@@ -93,7 +102,7 @@ def write_task_file(path, task, eps, cfg, attempts):
                 num_demos=n, total=int(sum(len(e["actions"]) for e in eps)), attempts=attempts,
                 image_size=size, camera=camera, camera_rotated_180=int(bool(eps and eps[0]["flip"])),
                 extra_cameras=json.dumps(extra), hand_jitter=cfg["hand_jitter"] if task != INSTRUCT_TASK else -1.0,
-                steps_after_success=cfg["steps_after_success"][task],
+                steps_after_success=cfg["steps_after_success"][task], action_noise=cfg["action_noise"],
                 render_settings="mujoco.Renderer, vis.quality.offsamples=0, shadows and reflections off, "
                                 "image rotated 180 degrees when camera_rotated_180"
                                 + ("; extra cameras by the same rule (the corner* ones)" if extra else ""),
@@ -130,6 +139,9 @@ def parse_args(argv):
     p.add_argument("--steps-after-success", default="0", metavar="N[,TASK=N...]",
                    help="keep recording the scripted policy for N steps after its first success (bounded by --max-steps), "
                         "optionally per task: 0,reach-v3=20 (default 0: a demo ends at its first success)")
+    p.add_argument("--action-noise", type=float, default=0.0, metavar="S",
+                   help="DART: execute the expert's action plus Gaussian noise of standard deviation S (actions are in "
+                        "[-1, 1]) and record the expert's own action (default 0)")
     p.add_argument("--hand-jitter", type=float, default=0.0, metavar="M",
                    help="MT tasks: start the hand at Meta-World's pose plus an offset uniform in [-M, M]^3 metres, drawn per "
                         "episode (default 0: Meta-World's single start pose; the instruct scene draws its own)")
@@ -156,6 +168,8 @@ def parse_args(argv):
         a.extra_cameras = check_extra_cameras(filter(None, a.extra_cameras.replace(" ", "").split(",")), a.camera)
     except ValueError as e:
         p.error(f"--extra-cameras: {e}")
+    if not 0 <= a.action_noise <= 1:
+        p.error(f"--action-noise must be between 0 and 1, got {a.action_noise}")
     if not 0 <= a.hand_jitter <= 0.15:
         p.error(f"--hand-jitter must be between 0 and 0.15 m, got {a.hand_jitter}")
     if not 1 <= a.max_steps <= ENV_MAX_STEPS:
@@ -208,7 +222,7 @@ def finish_task(task, recorded, n, next_attempt, cfg, out_dir):
             "frames": sum(lengths), "mean_length": round(float(np.mean(lengths)), 1) if kept else 0,
             "max_length": max(lengths, default=0), "extra_cameras": cfg["extra_cameras"],
             "hand_jitter": cfg["hand_jitter"] if task != INSTRUCT_TASK else None,
-            "steps_after_success": cfg["steps_after_success"][task]} \
+            "steps_after_success": cfg["steps_after_success"][task], "action_noise": cfg["action_noise"]} \
         | ({"successes": successes} if cfg["all_attempts"] else {})
 
 
@@ -216,7 +230,7 @@ def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
     cfg = {k: getattr(args, k) for k in ("seed", "image_size", "camera", "extra_cameras", "max_steps", "valid_fraction",
-                                         "all_attempts", "hand_jitter", "steps_after_success")}
+                                         "all_attempts", "hand_jitter", "steps_after_success", "action_noise")}
     counts = args.demos_per_task
     # attempts run in chunks of up to 10; a task is given up after 10x its count
     state = {t: {"next": 0, "eps": {}, "running": 0, "shown": 0, "n": n, "limit": max(20, 10 * n),

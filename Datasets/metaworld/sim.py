@@ -179,18 +179,20 @@ class SimEnv:
         img = r.render()
         return img[::-1, ::-1].copy() if flip else img.copy()
 
-    def rollout(self, policy, obs, max_steps, after_success=0):
+    def rollout(self, policy, obs, max_steps, after_success=0, perturb=None):
         """Render, act, step until after_success steps past the first info["success"], or max_steps.
 
         policy(obs, frame, extra) -> action, extra being render_extra() of the same state; actions are clipped
         to [-1, 1] and sent as float32. Yields (frame, extra, obs before the action, action, reward, success) per step.
+        perturb(action) -> the action executed instead (clipped likewise); the yielded action is the policy's.
         """
         first_success = None
         for t in range(max_steps):
             frame, extra = self.render(), self.render_extra()
             state = obs.copy()  # some experts (door-open/close) edit the obs they are given in place
             action = np.clip(policy(obs, frame, extra), -1.0, 1.0).astype(np.float32)
-            obs, reward, _, _, info = self.env.step(action)
+            executed = action if perturb is None else np.clip(perturb(action), -1.0, 1.0).astype(np.float32)
+            obs, reward, _, _, info = self.env.step(executed)
             success = bool(info["success"])
             yield frame, extra, state, action, reward, success
             if success and first_success is None:

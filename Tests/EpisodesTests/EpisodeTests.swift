@@ -329,11 +329,13 @@ final class EpisodeTests: XCTestCase {
     }
 
     /// `--demos-per-task 2,push=3`: per-task counts, each task's demos its attempts in order; `--steps-after-success
-    /// 0,reach=4`: the same reach demos, each 4 frames longer; bad counts refused before any work (check_demo_counts.py).
-    func testPerTaskCountsKeepTheSameAttempts() throws {
-        try PythonReference.runChecks("Tests/EpisodesTests/Fixtures/check_demo_counts.py") { report, _ in
+    /// 0,reach=4`: the same reach demos, each 4 frames longer; `--action-noise 0.5`: perturbed states, the expert's
+    /// own actions recorded; bad values refused before any work (check_generate_options.py).
+    func testGeneratorOptionsKeepTheSameAttemptsAndTheExpertsActions() throws {
+        try PythonReference.runChecks("Tests/EpisodesTests/Fixtures/check_generate_options.py") { report, _ in
             XCTAssertEqual(report["demos"] as? [String: Int], ["reach-v3": 2, "push-v3": 3])
             XCTAssertEqual(report["extra_frames"] as? [String: [Int]], ["reach-v3": [4], "push-v3": [0]])
+            XCTAssertGreaterThan(report["noisy_steps_checked"] as? Int ?? 0, 100)
         }
     }
 

@@ -1,13 +1,17 @@
-"""Test-only: per-task demo counts and steps after success (generate.py --demos-per-task / --steps-after-success N,TASK=N).
+"""Test-only: generate.py's per-task demo counts, steps after success and action noise (--demos-per-task /
+--steps-after-success N,TASK=N, --action-noise S).
 
-  check_demo_counts.py IN.json OUT.json    IN {"dir": D}
-  OUT {"problems": [...], "demos": {task: n}, "extra_frames": {task: frames added by --steps-after-success 0,reach=4}}
+  check_generate_options.py IN.json OUT.json    IN {"dir": D}
+  OUT {"problems": [...], "demos": {task: n}, "extra_frames": {task: frames added by --steps-after-success 0,reach=4},
+       "noisy_steps_checked": n}
 Generates reach-v3 (2 demos) and push-v3 (3 demos) in one call, 16 px, and checks: each file and the card hold
 its task's count; each task's demos are its attempts 0, 1, ... in order (episode seeds from sim.episode_seed, so a
 larger count keeps a smaller count's demos and adds layouts); the valid split is each file's own 10 %. Then the same
 call with --steps-after-success 0,reach=4: every reach demo is the same attempt with 4 more frames (the first ones
-identical), success_step still its first success, push unchanged; the attrs record the count. Malformed counts of
-either option exit 2 with a message naming the bad part, before any file is written.
+identical), success_step still its first success, push unchanged; the attrs record the count. With
+--action-noise 0.5 every recorded action is the scripted expert's own action on the recorded observation, while the
+episodes leave the noise-free ones' states (the executed actions were perturbed). Malformed counts of either option
+exit 2 with a message naming the bad part, before any file is written.
 An empty "problems" list means every check passed.
 """
 import json
@@ -17,11 +21,12 @@ import sys
 
 import h5py
 import hdf5plugin  # noqa: F401  (zstd filter)
+import numpy as np
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 MW = os.path.join(ROOT, "Datasets", "metaworld")
 sys.path.insert(0, MW)
-from sim import episode_seed  # noqa: E402
+from sim import episode_seed, expert  # noqa: E402
 
 TINY = ["--tasks", "reach-v3,push-v3", "--image-size", "16", "--camera", "workspace", "--workers", "2", "--seed", "0"]
 COUNTS = {"reach-v3": 2, "push-v3": 3}
@@ -81,6 +86,23 @@ def main(inp, outp):
         expect(json.load(open(os.path.join(longer, "dataset_card.json")))["tasks"][task]["steps_after_success"] == added,
                f"{task}: the card does not record {added} steps after success")
 
+    noisy_dir = os.path.join(d, "noisy")
+    r = generate("2,push=3", noisy_dir, "--action-noise", "0.5")
+    expect(r.returncode == 0, f"generate.py --action-noise 0.5 exited {r.returncode}: {r.stderr[-400:]}")
+    checked = 0
+    for task in COUNTS:
+        policy = expert(task)
+        with h5py.File(os.path.join(noisy_dir, f"{task}.hdf5")) as f, h5py.File(os.path.join(out, f"{task}.hdf5")) as clean:
+            expect(float(f["data"].attrs["action_noise"]) == 0.5, f"{task}: action_noise attr {f['data'].attrs['action_noise']}")
+            for k, g in f["data"].items():
+                states, actions = g["obs/env_state"][()].astype(np.float64), g["actions"][()]
+                for t in range(len(actions)):
+                    own = np.clip(policy(states[t].copy(), None, None), -1, 1).astype(np.float32)
+                    expect(np.allclose(own, actions[t], atol=1e-5), f"{task} {k} step {t}: recorded {actions[t]}, expert {own}")
+                    checked += 1
+                reference = clean["data"][k]["obs/env_state"][()]
+                n = min(len(reference), len(states))
+                expect(np.abs(states[:n] - reference[:n]).max() > 1e-3, f"{task} {k}: the noise did not move the states")
     for bad, says in (("2,push", "is not TASK=N"), ("2,drawer-open=3", "is not one of --tasks"),
                       ("2,push=0", "whole numbers >= 1"), ("2,mt10=3", "is not one of --tasks"), ("two", "whole numbers >= 1")):
         empty = os.path.join(d, "bad")
@@ -95,7 +117,10 @@ def main(inp, outp):
                f"--steps-after-success {bad!r}: exit {r.returncode}, {r.stderr[-300:]}")
         written = [n for n in os.listdir(empty) if n.endswith(".hdf5")] if os.path.isdir(empty) else []
         expect(not written, f"--steps-after-success {bad!r} wrote files: {written}")
-    json.dump({"problems": problems, "demos": demos, "extra_frames": extra_frames}, open(outp, "w"))
+    r = generate("2", os.path.join(d, "bad-noise"), "--action-noise", "1.5")
+    expect(r.returncode == 2 and "--action-noise" in r.stderr, f"--action-noise 1.5: exit {r.returncode}, {r.stderr[-300:]}")
+    json.dump({"problems": problems, "demos": demos, "extra_frames": extra_frames, "noisy_steps_checked": checked},
+              open(outp, "w"))
 
 
 if __name__ == "__main__":
