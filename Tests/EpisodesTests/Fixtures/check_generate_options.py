@@ -43,6 +43,15 @@ def generate(counts, out, *more):
                            "--out", out], capture_output=True, text=True, timeout=600)
 
 
+def expect_refused(counts, more, says, folder):
+    """generate.py with a bad value exits 2, names the option and the problem, and writes no file."""
+    r = generate(counts, folder, *more)
+    what = " ".join(["--demos-per-task", counts, *more])
+    expect(r.returncode == 2 and all(s in r.stderr for s in says), f"{what}: exit {r.returncode}, {r.stderr[-300:]}")
+    written = [n for n in os.listdir(folder) if n.endswith(".hdf5")] if os.path.isdir(folder) else []
+    expect(not written, f"{what} wrote files: {written}")
+
+
 def read_demos(path):
     """demo name -> (success_step, actions, agentview frames), and the data attr steps_after_success."""
     with h5py.File(path) as f:
@@ -103,22 +112,13 @@ def main(inp, outp):
                 reference = clean["data"][k]["obs/env_state"][()]
                 n = min(len(reference), len(states))
                 expect(np.abs(states[:n] - reference[:n]).max() > 1e-3, f"{task} {k}: the noise did not move the states")
-    for bad, says in (("2,push", "is not TASK=N"), ("2,drawer-open=3", "is not one of --tasks"),
-                      ("2,push=0", "whole numbers >= 1"), ("2,mt10=3", "is not one of --tasks"), ("two", "whole numbers >= 1")):
-        empty = os.path.join(d, "bad")
-        r = generate(bad, empty)
-        expect(r.returncode == 2 and says in r.stderr, f"--demos-per-task {bad!r}: exit {r.returncode}, {r.stderr[-300:]}")
-        written = [n for n in os.listdir(empty) if n.endswith(".hdf5")] if os.path.isdir(empty) else []
-        expect(not written, f"--demos-per-task {bad!r} wrote files: {written}")
-    for bad, says in (("4,reach=x", "whole numbers >= 0"), ("0,drawer-open=2", "is not one of --tasks")):
-        empty = os.path.join(d, "bad-after")
-        r = generate("2", empty, "--steps-after-success", bad)
-        expect(r.returncode == 2 and says in r.stderr and "--steps-after-success" in r.stderr,
-               f"--steps-after-success {bad!r}: exit {r.returncode}, {r.stderr[-300:]}")
-        written = [n for n in os.listdir(empty) if n.endswith(".hdf5")] if os.path.isdir(empty) else []
-        expect(not written, f"--steps-after-success {bad!r} wrote files: {written}")
-    r = generate("2", os.path.join(d, "bad-noise"), "--action-noise", "1.5")
-    expect(r.returncode == 2 and "--action-noise" in r.stderr, f"--action-noise 1.5: exit {r.returncode}, {r.stderr[-300:]}")
+    bad = os.path.join(d, "bad")
+    for counts, says in (("2,push", "is not TASK=N"), ("2,drawer-open=3", "is not one of --tasks"),
+                         ("2,push=0", "whole numbers >= 1"), ("2,mt10=3", "is not one of --tasks"), ("two", "whole numbers >= 1")):
+        expect_refused(counts, [], [says], bad)
+    for after, says in (("4,reach=x", "whole numbers >= 0"), ("0,drawer-open=2", "is not one of --tasks")):
+        expect_refused("2", ["--steps-after-success", after], ["--steps-after-success", says], bad)
+    expect_refused("2", ["--action-noise", "1.5"], ["--action-noise"], bad)
     json.dump({"problems": problems, "demos": demos, "extra_frames": extra_frames, "noisy_steps_checked": checked},
               open(outp, "w"))
 
