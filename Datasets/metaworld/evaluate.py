@@ -308,7 +308,7 @@ class ServerPolicy:
         self.step = 0
         self.queue = deque()  # chunk execution: actions still to execute
         self.chunks = deque()  # temporal ensemble: (first step, chunk) of the predictions covering the step
-        self.latency_ms, self.infer_ms, self.text = [], [], None
+        self.latency_ms, self.infer_ms = [], []
         self.texts = []  # each new response of a thinking server, in order (it regenerates every think_every requests)
 
     def __call__(self, obs, frame, extra):
@@ -347,10 +347,8 @@ class ServerPolicy:
         actions, infer_ms = check_reply(reply, self.cfg["action_horizon"])
         if infer_ms is not None:
             self.infer_ms.append(float(infer_ms))
-        if isinstance(reply.get("text"), str):
-            self.text = reply["text"] if self.text is None else self.text
-            if not self.texts or self.texts[-1] != reply["text"]:
-                self.texts.append(reply["text"])
+        if isinstance(reply.get("text"), str) and (not self.texts or self.texts[-1] != reply["text"]):
+            self.texts.append(reply["text"])
         return actions
 
 
@@ -393,7 +391,7 @@ def run_episode(task, ep, instruction, save_frames, cfg):
     rec = {"task": task, "episode": ep, "seed": seed, "success": success, "steps": steps,
            "instruction": instruction, "layout": layout}
     if server:
-        rec.update(queries=len(policy.latency_ms), text=policy.text, texts=policy.texts,
+        rec.update(queries=len(policy.latency_ms), text=policy.texts[0] if policy.texts else None, texts=policy.texts,
                    latency_ms=policy.latency_ms, infer_ms=policy.infer_ms)
     return rec
 
