@@ -19,14 +19,15 @@ from importlib.metadata import version
 import numpy as np
 
 from sim import (CAMERAS, ENV_MAX_STEPS, INSTRUCT_TASK, INSTRUCTIONS, camera_for, check_extra_cameras, env_state_doc, episode_seed,
-                 expert, parse_tasks, process_sim, stop_pool, worker_init)
+                 REACH_AIMS, REACH_TASKS, expert, parse_tasks, process_sim, stop_pool, worker_init)
 
 # 1.1.0: the instruct scene's rand_vec holds the hand's start (34 values, was 31)
 # 1.2.0: --extra-cameras (obs/<name>_rgb) and the data attr extra_cameras
 # 1.3.0: --hand-jitter and the data attr hand_jitter
 # 1.4.0: --steps-after-success, the data attr steps_after_success; success_step is the first success
 # 1.5.0: --action-noise and the data attr action_noise
-GENERATOR_VERSION = "1.5.0"
+# 1.6.0: --reach-aim and the data attr reach_aim
+GENERATOR_VERSION = "1.6.0"
 CHUNK_FRAMES = 8  # frames per zstd chunk: cross-frame redundancy vs. cost of a one-frame read
 
 
@@ -57,7 +58,7 @@ def run_episode(sim, policy, seed, max_steps, keep_failure, hand_jitter=0.0, aft
 
 def run_chunk(task, attempts, cfg):
     sim = process_sim(task, cfg["image_size"], cfg["camera"], cfg["extra_cameras"])
-    policy = expert(task)
+    policy = expert(task, cfg["reach_aim"])
     out = []
     for a in attempts:
         ep = run_episode(sim, policy, episode_seed(cfg["seed"], task, a), cfg["max_steps"], cfg["all_attempts"],
@@ -103,6 +104,7 @@ def write_task_file(path, task, eps, cfg, attempts):
                 image_size=size, camera=camera, camera_rotated_180=int(bool(eps and eps[0]["flip"])),
                 extra_cameras=json.dumps(extra), hand_jitter=cfg["hand_jitter"] if task != INSTRUCT_TASK else -1.0,
                 steps_after_success=cfg["steps_after_success"][task], action_noise=cfg["action_noise"],
+                reach_aim=reach_aim(task, cfg),
                 render_settings="mujoco.Renderer, vis.quality.offsamples=0, shadows and reflections off, "
                                 "image rotated 180 degrees when camera_rotated_180"
                                 + ("; extra cameras by the same rule (the corner* ones)" if extra else ""),
@@ -142,6 +144,10 @@ def parse_args(argv):
     p.add_argument("--action-noise", type=float, default=0.0, metavar="S",
                    help="DART: execute the expert's action plus Gaussian noise of standard deviation S (actions are in "
                         "[-1, 1]) and record the expert's own action (default 0)")
+    p.add_argument("--reach-aim", choices=REACH_AIMS, default="hand",
+                   help=f"{' and '.join(REACH_TASKS)} succeed when the fingertips are within 5 cm of the goal, but Meta-World's "
+                        "scripted expert steers the hand, 4.5 cm above them: its demos end at the edge of success. "
+                        "fingertips: the expert steers the fingertips to the goal (default hand, Meta-World's expert)")
     p.add_argument("--hand-jitter", type=float, default=0.0, metavar="M",
                    help="MT tasks: start the hand at Meta-World's pose plus an offset uniform in [-M, M]^3 metres, drawn per "
                         "episode (default 0: Meta-World's single start pose; the instruct scene draws its own)")
@@ -208,6 +214,11 @@ def whole_count(text, spec, option, minimum):
     return int(text)
 
 
+def reach_aim(task, cfg):
+    """What the expert of a reach task steered to the goal ("hand" or "fingertips"); "" for other tasks."""
+    return cfg["reach_aim"] if task in REACH_TASKS else ""
+
+
 def finish_task(task, recorded, n, next_attempt, cfg, out_dir):
     """Write a task's file from its first n recorded episodes (attempt order, so independent of scheduling)."""
     kept = recorded[:n]
@@ -222,7 +233,8 @@ def finish_task(task, recorded, n, next_attempt, cfg, out_dir):
             "frames": sum(lengths), "mean_length": round(float(np.mean(lengths)), 1) if kept else 0,
             "max_length": max(lengths, default=0), "extra_cameras": cfg["extra_cameras"],
             "hand_jitter": cfg["hand_jitter"] if task != INSTRUCT_TASK else None,
-            "steps_after_success": cfg["steps_after_success"][task], "action_noise": cfg["action_noise"]} \
+            "steps_after_success": cfg["steps_after_success"][task], "action_noise": cfg["action_noise"],
+            "reach_aim": reach_aim(task, cfg) or None} \
         | ({"successes": successes} if cfg["all_attempts"] else {})
 
 
@@ -230,7 +242,8 @@ def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
     cfg = {k: getattr(args, k) for k in ("seed", "image_size", "camera", "extra_cameras", "max_steps", "valid_fraction",
-                                         "all_attempts", "hand_jitter", "steps_after_success", "action_noise")}
+                                         "all_attempts", "hand_jitter", "steps_after_success", "action_noise",
+                                         "reach_aim")}
     counts = args.demos_per_task
     # attempts run in chunks of up to 10; a task is given up after 10x its count
     state = {t: {"next": 0, "eps": {}, "running": 0, "shown": 0, "n": n, "limit": max(20, 10 * n),

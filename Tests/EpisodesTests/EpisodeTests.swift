@@ -329,13 +329,19 @@ final class EpisodeTests: XCTestCase {
     }
 
     /// `--demos-per-task 2,push=3`: per-task counts, each task's demos its attempts in order; `--steps-after-success
-    /// 0,reach=4`: the same reach demos, each 4 frames longer; `--action-noise 0.5`: perturbed states, the expert's
-    /// own actions recorded; bad values refused before any work (check_generate_options.py).
+    /// 0,reach=20`: the same reach demos, each 20 frames longer; `--action-noise 0.5`: perturbed states, the expert's
+    /// own actions recorded; `--reach-aim fingertips`: the reach expert comes to rest with the fingertips on the goal
+    /// instead of at the success ball's 5 cm edge; bad values refused before any work (check_generate_options.py).
     func testGeneratorOptionsKeepTheSameAttemptsAndTheExpertsActions() throws {
         try PythonReference.runChecks("Tests/EpisodesTests/Fixtures/check_generate_options.py") { report, _ in
             XCTAssertEqual(report["demos"] as? [String: Int], ["reach-v3": 2, "push-v3": 3])
-            XCTAssertEqual(report["extra_frames"] as? [String: [Int]], ["reach-v3": [4], "push-v3": [0]])
+            XCTAssertEqual(report["extra_frames"] as? [String: [Int]], ["reach-v3": [20], "push-v3": [0]])
             XCTAssertGreaterThan(report["noisy_steps_checked"] as? Int ?? 0, 100)
+            let rest = report["reach_rest_cm"] as? [String: [Double]] ?? [:]
+            XCTAssertEqual(rest["hand"]?.count, 2)
+            XCTAssertEqual(rest["fingertips"]?.count, 2)
+            for cm in rest["hand"] ?? [] { XCTAssertGreaterThan(cm, 3.5, "the hand-aimed expert rests near the 5 cm edge") }
+            for cm in rest["fingertips"] ?? [] { XCTAssertLessThan(cm, 2.5, "the fingertip-aimed expert closes in on the goal") }
         }
     }
 
