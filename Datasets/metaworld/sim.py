@@ -31,7 +31,8 @@ FREE_CAMERAS = {"workspace": {"lookat": (0.0, 0.68, 0.12), "distance": 1.05, "az
                 "side": {"lookat": (0.0, 0.7, 0.12), "distance": 0.9, "azimuth": 180.0, "elevation": -25.0}}
 # Reach tasks succeed when tcp_center (the midpoint of the finger pads) is within 5 cm of the goal, but their
 # scripted experts steer the hand (obs[0:3]), which is FINGERTIPS_BELOW_HAND above tcp_center (measured in the env:
-# 0.0450 m in z, gripper open): their demos come to rest 4.0-4.8 cm from the goal, at the edge of success.
+# 0.0450 m in z, gripper open): their demos end at the edge of success, and the expert comes to rest with the
+# fingertips up to 4.8 cm from the goal.
 REACH_TASKS = ("reach-v3", "reach-wall-v3")
 REACH_AIMS = ("hand", "fingertips")
 FINGERTIPS_BELOW_HAND = 0.045

@@ -330,8 +330,8 @@ final class EpisodeTests: XCTestCase {
 
     /// `--demos-per-task 2,push=3`: per-task counts, each task's demos its attempts in order; `--steps-after-success
     /// 0,reach=20`: the same reach demos, each 20 frames longer; `--action-noise 0.5`: perturbed states, the expert's
-    /// own actions recorded; `--reach-aim fingertips`: the reach expert comes to rest with the fingertips on the goal
-    /// instead of at the success ball's 5 cm edge; bad values refused before any work (check_generate_options.py).
+    /// own actions recorded; `--reach-aim fingertips`: 20 steps past success the reach expert's fingertips are within
+    /// 2.5 cm of the goal instead of near the success ball's 5 cm edge; bad values refused before any work (check_generate_options.py).
     func testGeneratorOptionsKeepTheSameAttemptsAndTheExpertsActions() throws {
         try PythonReference.runChecks("Tests/EpisodesTests/Fixtures/check_generate_options.py") { report, _ in
             XCTAssertEqual(report["demos"] as? [String: Int], ["reach-v3": 2, "push-v3": 3])
