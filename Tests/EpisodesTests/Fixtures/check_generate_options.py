@@ -54,6 +54,14 @@ def expect_refused(counts, more, says, folder):
     expect(not written, f"{what} wrote files: {written}")
 
 
+def expect_attempts(f, task, n, what):
+    """The demos of an open task file are its attempts 0..n-1, in demo order (numbered, not alphabetical); their count."""
+    names = sorted(f["data"], key=lambda k: int(k.split("_")[1]))
+    seeds = [int(f["data"][k].attrs["seed"]) for k in names]
+    expect(seeds == [episode_seed(0, task, a) for a in range(n)], f"{what}{task}: demo seeds {seeds} are not attempts 0..{n - 1}")
+    return len(names)
+
+
 def read_demos(path):
     """demo name -> (success_step, actions, agentview frames), and the data attr steps_after_success."""
     with h5py.File(path) as f:
@@ -86,11 +94,7 @@ def main(inp, outp):
     demos = {}
     for task, n in COUNTS.items():
         with h5py.File(os.path.join(out, f"{task}.hdf5")) as f:
-            names = sorted(f["data"], key=lambda k: int(k.split("_")[1]))
-            demos[task] = len(names)
-            seeds = [int(f["data"][k].attrs["seed"]) for k in names]
-            expect(seeds == [episode_seed(0, task, a) for a in range(n)],
-                   f"{task}: demo seeds {seeds} are not attempts 0..{n - 1}")
+            demos[task] = expect_attempts(f, task, n, "")
             expect(len(f["mask/valid"]) == 1, f"{task}: {len(f['mask/valid'])} valid demos, expected 1")
         expect(card["tasks"][task]["demos"] == n and card["tasks"][task]["requested"] == n,
                f"{task}: card {card['tasks'][task]} does not record {n} demos")
@@ -137,8 +141,7 @@ def main(inp, outp):
         (hand, _), (fingertips, _) = (read_demos(os.path.join(o, f"{task}.hdf5")) for o in (longer, aimed))
         with h5py.File(os.path.join(aimed, f"{task}.hdf5")) as f:
             expect(f["data"].attrs["reach_aim"] == aim, f"{task}: reach_aim attr {f['data'].attrs['reach_aim']!r}")
-            expect(sorted(int(g.attrs["seed"]) for g in f["data"].values()) == sorted(episode_seed(0, task, a) for a in range(COUNTS[task])),
-                   f"{task}: --reach-aim changed which attempts are kept")
+            expect_attempts(f, task, COUNTS[task], "--reach-aim fingertips: ")
         if task == "push-v3":
             expect(all((hand[k][1] == fingertips[k][1]).all() for k in hand), "push-v3: --reach-aim changed its actions")
     reach_rest_cm = {aim: rest_distances_cm(os.path.join(o, "reach-v3.hdf5")) for aim, o in (("hand", longer), ("fingertips", aimed))}
