@@ -4,6 +4,7 @@ import Foundation
 ///
 ///     <run>/recipe.yaml, norm_stats.json, tokenizer.json   run-level files
 ///     <run>/step-000500/{model,optimizer}.safetensors, trainer_state.json
+///                      ema.safetensors                      with train.ema_decay: averaged weights
 ///     <run>/last -> step-000500                             moved last, atomically
 ///
 /// Saves are atomic: files go into a hidden temporary folder, are fsynced, and the folder is renamed
@@ -14,6 +15,8 @@ public struct RunDirectory: Sendable {
     public let url: URL
     public static let modelFile = "model.safetensors"
     public static let optimizerFile = "optimizer.safetensors"
+    /// The exponential moving average of the trainable weights (only those), when the run keeps one.
+    public static let emaFile = "ema.safetensors"
     public static let stateFile = "trainer_state.json"
 
     /// Opens (creating when needed) a run folder. Reading needs nothing more; writing checkpoints
@@ -136,14 +139,18 @@ public struct CheckpointFiles {
     public let url: URL
     public let model: SafetensorsFile
     public let optimizer: SafetensorsFile?
+    public let ema: SafetensorsFile?
     public let state: TrainerState
 
-    /// Opens `step-N` (or any folder with the three files); throws if any part is missing or invalid.
+    /// Opens `step-N` (or any folder with the three files, and the EMA weights where the run keeps
+    /// them); throws if any part is missing or invalid.
     public init(_ url: URL) throws {
         self.url = url
         model = try SafetensorsFile(url: url.appendingPathComponent(RunDirectory.modelFile))
         let optimizerURL = url.appendingPathComponent(RunDirectory.optimizerFile)
         optimizer = FileManager.default.fileExists(atPath: optimizerURL.path) ? try SafetensorsFile(url: optimizerURL) : nil
+        let emaURL = url.appendingPathComponent(RunDirectory.emaFile)
+        ema = FileManager.default.fileExists(atPath: emaURL.path) ? try SafetensorsFile(url: emaURL) : nil
         state = try TrainerState.read(from: url.appendingPathComponent(RunDirectory.stateFile))
     }
 }

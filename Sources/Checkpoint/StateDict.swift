@@ -66,6 +66,24 @@ extension Module {
     }
 }
 
+/// Copies `file`'s tensors into `tensors` by name, once it is checked that the file has every one of
+/// them with its shape and nothing else (the optimizer's and the EMA's state must match exactly).
+private func copyExactly(_ tensors: [(String, Tensor)], from file: SafetensorsFile, contents: String, extra what: String) throws {
+    for (name, t) in tensors {
+        guard let entry = file.entry(name) else { throw StateDictError(message: "\(file.path): \(contents) lacks '\(name)'") }
+        guard entry.shape == t.shape else {
+            throw StateDictError(message: "\(file.path): '\(name)' has shape \(entry.shape), the parameter has \(t.shape)")
+        }
+    }
+    let expected = Set(tensors.map(\.0))
+    let extra = file.names.filter { !expected.contains($0) }
+    guard extra.isEmpty else { throw StateDictError(message: "\(file.path): \(contents) for \(what): \(listed(extra))") }
+    for (name, t) in tensors {
+        let entry = file.entry(name)!
+        decodeFloats(entry.dtype, from: try file.bytes(name), count: entry.count, into: t.pointer)
+    }
+}
+
 extension AdamW {
     /// The moments as tensors named `<parameter>.exp_avg` and `<parameter>.exp_avg_sq` (PyTorch's names).
     public func stateTensors() -> [(String, Tensor)] {
@@ -87,20 +105,27 @@ extension AdamW {
         guard let stepText = file.metadata["step"], let savedStep = Int(stepText) else {
             throw StateDictError(message: "\(file.path): optimizer state has no integer 'step' in its metadata")
         }
-        let tensors = stateTensors()
-        for (name, t) in tensors {
-            guard let entry = file.entry(name) else { throw StateDictError(message: "\(file.path): optimizer state lacks '\(name)'") }
-            guard entry.shape == t.shape else {
-                throw StateDictError(message: "\(file.path): '\(name)' has shape \(entry.shape), the parameter has \(t.shape)")
-            }
-        }
-        let expected = Set(tensors.map(\.0))
-        let extra = file.names.filter { !expected.contains($0) }
-        guard extra.isEmpty else { throw StateDictError(message: "\(file.path): optimizer state for unknown parameters: \(listed(extra))") }
-        for (name, t) in tensors {
-            let entry = file.entry(name)!
-            decodeFloats(entry.dtype, from: try file.bytes(name), count: entry.count, into: t.pointer)
-        }
+        try copyExactly(stateTensors(), from: file, contents: "optimizer state", extra: "unknown parameters")
         step = savedStep
+    }
+}
+
+extension ExponentialMovingAverage {
+    /// Writes the shadows under their parameters' names, so `Module.load(_:mode: .partial)` can put
+    /// them in place of the trained weights.
+    public func save(to url: URL) throws {
+        try Safetensors.save(averagedTensors(), to: url, metadata: [
+            "updates": String(updates), "decay": String(decay), "format": "ema",
+        ])
+    }
+
+    /// Restores the shadows and the update count; every averaged parameter must be in the file with
+    /// its shape, and nothing else.
+    public func load(_ file: SafetensorsFile) throws {
+        guard let text = file.metadata["updates"], let savedUpdates = Int(text) else {
+            throw StateDictError(message: "\(file.path): EMA file has no integer 'updates' in its metadata")
+        }
+        try copyExactly(averagedTensors(), from: file, contents: "EMA file", extra: "parameters that do not train")
+        updates = savedUpdates
     }
 }

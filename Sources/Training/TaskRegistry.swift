@@ -56,7 +56,7 @@ public enum TaskRegistry {
             let warnings = task.unannotatedFiles.map {
                 "warning: \($0) has no VLA-IT annotations (Datasets/metaworld/annotate.py adds them): its samples train as plain commands only"
             }
-            return try trainer.run(header: header + prepared.notes + ["stage 1: \(prepared.recipe.model.stage1)", "stage 2: \(mode)"] + warnings)
+            return try trainer.run(header: header + prepared.notes + ["stage 1: \(task.stage1.source.path)", "stage 2: \(mode)"] + warnings)
         default:
             let hint = RecipeValidator.closest(task, among: names).map { " (did you mean '\($0)'?)" } ?? ""
             throw RecipeError("\(url.path): task: unknown task '\(task)'\(hint); known: \(names.joined(separator: ", "))")

@@ -13,8 +13,9 @@ public enum TrainingOutcome: Equatable, Sendable {
 }
 
 /// The loop every stage runs: micro-batches with gradient accumulation, clipping, AdamW on the
-/// recipe's trainable parameters, the LR schedule, validation and evaluation hooks, checkpoints with
-/// retention, resume from the run folder, a NaN guard, and clean stops on Ctrl-C / SIGTERM.
+/// recipe's trainable parameters, the LR schedule, an optional moving average of the weights,
+/// validation and evaluation hooks, checkpoints with retention, resume from the run folder, a NaN
+/// guard, and clean stops on Ctrl-C / SIGTERM.
 public final class Trainer {
     public let train: TrainSection
     public let task: TrainingTask
@@ -56,6 +57,7 @@ public final class Trainer {
 
         var state = TrainerState()
         var resumedFrom: String?
+        var savedAverage: SafetensorsFile?
         if let resume = try run.latestCheckpoint() {
             for skipped in resume.skipped { log("warning: skipping unreadable checkpoint \(skipped)") }
             try model.load(resume.checkpoint.model)
@@ -63,11 +65,20 @@ public final class Trainer {
                 throw StateDictError(message: "\(resume.checkpoint.url.path): no optimizer state to resume from")
             }
             try optimizer.load(optimizerFile)
+            if train.emaDecay > 0 {
+                guard let file = resume.checkpoint.ema else {
+                    throw StateDictError(message: "\(resume.checkpoint.url.path): train.ema_decay is set but the checkpoint has no \(RunDirectory.emaFile)")
+                }
+                savedAverage = file
+            }
             state = resume.checkpoint.state
             try task.restore(from: state)
             resumedFrom = resume.checkpoint.url.lastPathComponent
         }
         try parallel.synchronize(model: model, optimizer: optimizer, task: task, state: &state, resumedFrom: &resumedFrom, run: run)
+        // replicas hold identical weights, so only rank 0, which saves, keeps the average
+        let average = train.emaDecay > 0 && parallel.isRoot ? ExponentialMovingAverage(model.trainableParameters(), decay: Float(train.emaDecay)) : nil
+        if let average, let savedAverage { try average.load(savedAverage) }
         let metrics = parallel.isRoot ? try MetricsLog(url: run.url.appendingPathComponent("metrics.jsonl"), resumeStep: resumedFrom == nil ? nil : state.step) : nil
         let tensorboard = parallel.isRoot ? try TensorBoardWriter(directory: run.url) : nil
 
@@ -80,6 +91,7 @@ public final class Trainer {
             log("  " + g.group.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%12d %12d", g.trainable, g.frozen))
         }
         guard !optimizer.slots.isEmpty else { throw RecipeError("train.trainable/frozen: no parameter is trainable") }
+        if let average { log("EMA of the trainable weights: decay \(average.decay), in each checkpoint's \(RunDirectory.emaFile); serving and export use it") }
 
         StopSignal.install()
         defer { StopSignal.uninstall() }
@@ -95,6 +107,7 @@ public final class Trainer {
                 try run.save(step: snapshot.step) { dir in
                     try model.save(to: dir.appendingPathComponent(RunDirectory.modelFile))
                     try optimizer.save(to: dir.appendingPathComponent(RunDirectory.optimizerFile))
+                    try average?.save(to: dir.appendingPathComponent(RunDirectory.emaFile))
                     try snapshot.write(to: dir.appendingPathComponent(RunDirectory.stateFile))
                 }
                 try run.applyRetention(keepLast: train.keepLast, keepEvery: train.keepEvery > 0 ? train.keepEvery : nil)
@@ -160,6 +173,7 @@ public final class Trainer {
                 extra["aux/loss", default: 0] += value
                 for (k, v) in auxiliary.metrics { extra["aux/" + k, default: 0] += v }
             }
+            average?.update()
             samples = try parallel.total(samples)
             state.step += 1
             state.samplesSeen += samples

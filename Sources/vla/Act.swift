@@ -15,12 +15,14 @@ extension VLA {
         @Option(name: .shortAndLong, help: "Bundle folder to write (replaced atomically if it exists).")
         var output: String
 
+        @OptionGroup var weights: WeightsOption
+
         func run() throws {
             do {
                 let folder = URL(fileURLWithPath: runFolder)
-                let policy = try ActionPolicy(contentsOf: folder)
+                let policy = try ActionPolicy(contentsOf: folder, averaged: weights.averaged)
                 try policy.export(from: folder, to: URL(fileURLWithPath: output))
-                print("exported \(policy.source.deletingLastPathComponent().lastPathComponent) of \(runFolder) to \(output)")
+                print("exported \(policy.source.deletingLastPathComponent().lastPathComponent) (\(policy.source.lastPathComponent)) of \(runFolder) to \(output)")
             } catch {
                 fail(error)
             }
@@ -36,6 +38,8 @@ extension VLA {
 
         @OptionGroup var thinking: ThinkOption
 
+        @OptionGroup var weights: WeightsOption
+
         @Option(help: "A recorded frame, FILE:EPISODE:STEP (e.g. Datasets/tiny/drawer-close-v3.hdf5:demo_0:5).")
         var frame: String
 
@@ -49,7 +53,7 @@ extension VLA {
             let parts = frame.split(separator: ":").map(String.init)
             guard parts.count == 3, let step = Int(parts[2]) else { throw ValidationError("--frame must be FILE:EPISODE:STEP, got '\(frame)'") }
             do {
-                let policy = try ActionPolicy(contentsOf: URL(fileURLWithPath: model))
+                let policy = try ActionPolicy(contentsOf: URL(fileURLWithPath: model), averaged: weights.averaged)
                 let dataset = try EpisodeDataset(files: [parts[0]], layout: policy.recipe.data.observationLayout)
                 guard let e = dataset.episodes.firstIndex(where: { $0.name == parts[1] }) else {
                     throw EpisodeError("\(parts[0]): no episode '\(parts[1])' (has \(dataset.episodes.prefix(3).map(\.name).joined(separator: ", "))…)")

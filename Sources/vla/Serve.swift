@@ -20,6 +20,8 @@ extension VLA {
 
         @OptionGroup var thinking: ThinkOption
 
+        @OptionGroup var weights: WeightsOption
+
         @Option(help: "Replay recorded episodes (HDF5 files or globs) instead of a model: tests the evaluation plumbing.")
         var replay: [String] = []
 
@@ -51,7 +53,8 @@ extension VLA {
             let policy: Policy
             do {
                 if let model {
-                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed, noiseScale: noiseScale, think: thinking.think)
+                    policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed, noiseScale: noiseScale, think: thinking.think,
+                                         averaged: weights.averaged)
                 } else {
                     policy = try ReplayPolicy(files: try EpisodeDataSection.expand(replay, key: "--replay"), horizon: horizon)
                 }

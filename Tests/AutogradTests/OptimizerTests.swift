@@ -34,6 +34,27 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(opt.step, 3)
     }
 
+    /// Three updates against shadow = d·shadow + (1 − d)·θ with d = min(decay, (1 + n)/(10 + n)),
+    /// written out in double precision: the warm-up decides d at n = 1, the cap from n = 2 on.
+    func testExponentialMovingAverageFollowsItsWarmedUpDecay() {
+        let p = Tensor([1, -2, 4], shape: [3], requiresGrad: true)
+        let ema = ExponentialMovingAverage([("p", p)], decay: 0.2)
+        var shadow = p.toArray().map(Double.init)
+        let values: [[Float]] = [[3, 0, 1], [-1, 5, 2], [0.5, 0.25, -8]]
+        for (i, value) in values.enumerated() {
+            p.pointer.update(from: value, count: 3)
+            let n = Double(i + 1), d = min(0.2, (1 + n) / (10 + n))
+            XCTAssertEqual(Double(ema.nextDecay), d, accuracy: 1e-7)
+            ema.update()
+            for j in 0..<3 { shadow[j] = d * shadow[j] + (1 - d) * Double(value[j]) }
+        }
+        XCTAssertEqual(ema.updates, 3)
+        let averaged = ema.averagedTensors()
+        XCTAssertEqual(averaged.map(\.0), ["p"])
+        for j in 0..<3 { XCTAssertEqual(Double(averaged[0].1.toArray()[j]), shadow[j], accuracy: 1e-6) }
+        XCTAssertEqual(p.toArray(), values[2], "averaging leaves the parameter itself alone")
+    }
+
     func testAdamWLeavesFrozenTensorsAndRowsUntouched() {
         let table = Tensor.ones([3, 2], requiresGrad: true)
         table.trainableRows = [false, true, false]

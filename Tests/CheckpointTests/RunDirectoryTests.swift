@@ -104,6 +104,36 @@ final class RunDirectoryTests: XCTestCase {
         }
     }
 
+    /// ema.safetensors holds only the averaged (trainable) weights under their parameters' names: it
+    /// round-trips with its update count, loads over a model partially, and names what does not fit.
+    func testEMAWeightsRoundTripAndRejectWhatDoesNotFit() throws {
+        let dir = try temporaryDirectory()
+        let url = dir.appendingPathComponent(RunDirectory.emaFile)
+        let model = StampModel()
+        model.a.pointer.update(repeating: 2, count: model.a.count)
+        let ema = ExponentialMovingAverage([("a", model.a)], decay: 0.9)
+        model.a.pointer.update(repeating: 12, count: model.a.count)
+        ema.update()  // d = 2/11: 2·2/11 + 12·9/11
+        try ema.save(to: url)
+
+        let restored = ExponentialMovingAverage([("a", model.a)], decay: 0.9)
+        try restored.load(SafetensorsFile(url: url))
+        XCTAssertEqual(restored.updates, 1)
+        XCTAssertEqual(restored.entries[0].shadow.pointer[7], 2 * 2 / 11 + 12 * 9 / 11, accuracy: 1e-5)
+        XCTAssertEqual(try model.load(SafetensorsFile(url: url), mode: .partial).missing, ["b"])
+        XCTAssertEqual(model.a.pointer[0], restored.entries[0].shadow.pointer[0], "the average loads in place of the weights")
+
+        let both = ExponentialMovingAverage([("a", model.a), ("b", model.b)], decay: 0.9)
+        XCTAssertThrowsError(try both.load(SafetensorsFile(url: url))) { XCTAssertTrue("\($0)".contains("EMA file lacks 'b'"), "\($0)") }
+        let bOnly = ExponentialMovingAverage([("b", model.b)], decay: 0.9)
+        try Safetensors.save([("b", .zeros([256])), ("a", .zeros([512, 256]))], to: url, metadata: ["updates": "1"])
+        XCTAssertThrowsError(try bOnly.load(SafetensorsFile(url: url))) { XCTAssertTrue("\($0)".contains("EMA file for parameters that do not train: a"), "\($0)") }
+        try Safetensors.save([("b", .zeros([255]))], to: url, metadata: ["updates": "1"])
+        XCTAssertThrowsError(try bOnly.load(SafetensorsFile(url: url))) { XCTAssertTrue("\($0)".contains("'b' has shape [255], the parameter has [256]"), "\($0)") }
+        try Safetensors.save([("b", .zeros([256]))], to: url)
+        XCTAssertThrowsError(try bOnly.load(SafetensorsFile(url: url))) { XCTAssertTrue("\($0)".contains("no integer 'updates'"), "\($0)") }
+    }
+
     func testExportBundleManifestVerifiesAndDetectsTampering() throws {
         let dir = try temporaryDirectory()
         let bundle = dir.appendingPathComponent("export")

@@ -72,6 +72,59 @@ final class ActionPretrainingTests: XCTestCase {
         XCTAssertEqual(try train(in: interrupted).1, straight, "same losses step for step after a resume")
     }
 
+    /// train.ema_decay: each checkpoint holds the trainable weights' moving average (and nothing
+    /// frozen), a resumed run ends with the same average as an uninterrupted one, serving and export
+    /// act with it unless asked for the raw weights, and a checkpoint that lost it cannot resume.
+    func testMovingAverageIsCheckpointedResumedExactlyAndServedByDefault() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1ema-\(UUID().uuidString.prefix(8))")
+        let ema = ["train.ema_decay=0.5"]
+        let straight = root.appendingPathComponent("straight")
+        let (task, _) = try train(in: straight, overrides: ema)
+        let step = straight.appendingPathComponent("last")
+        let averaged = try Safetensors.load(step.appendingPathComponent(RunDirectory.emaFile)).tensors
+        let trained = try Safetensors.load(step.appendingPathComponent(RunDirectory.modelFile)).tensors
+        XCTAssertEqual(Set(averaged.keys), Set(task.vla.trainableParameters().map(\.0)), "the trainable weights, nothing frozen")
+        let moving = "action_model.layers.0.self_attn.q_proj.weight"
+        XCTAssertNotNil(averaged[moving])
+        XCTAssertNotEqual(averaged[moving]?.toArray(), trained[moving]?.toArray(), "6 updates with decay ≤ 0.5 lag the weights")
+        let queryRows = Set(task.prompt.queryIds.map(Int.init))
+        for (name, t) in averaged where name.hasSuffix("embed_tokens.weight") {
+            let (a, w, c) = (t.toArray(), trained[name]!.toArray(), t.shape[1])
+            for row in 0..<t.shape[0] {
+                XCTAssertEqual(a[(row * c)..<((row + 1) * c)] == w[(row * c)..<((row + 1) * c)], !queryRows.contains(row), "\(name) row \(row)")
+            }
+        }
+
+        let interrupted = root.appendingPathComponent("interrupted")
+        _ = try train(in: interrupted, overrides: ema, stopAt: 3)
+        _ = try train(in: interrupted, overrides: ema)
+        let resumed = try Safetensors.load(interrupted.appendingPathComponent("last").appendingPathComponent(RunDirectory.emaFile))
+        XCTAssertEqual(resumed.metadata["updates"], "6")
+        for (name, t) in averaged { XCTAssertTrue(resumed.tensors[name]?.toArray() == t.toArray(), "\(name) differs after a resume") }
+
+        let policy = try ActionPolicy(contentsOf: straight), raw = try ActionPolicy(contentsOf: straight, averaged: false)
+        XCTAssertEqual(policy.source.lastPathComponent, RunDirectory.emaFile)
+        XCTAssertEqual(raw.source.lastPathComponent, RunDirectory.modelFile)
+        let served = Dictionary(uniqueKeysWithValues: policy.vla.namedParameters().map { ($0.0, $0.1.toArray()) })
+        for (name, t) in trained { XCTAssertEqual(served[name], (averaged[name] ?? t).toArray(), name) }
+        let dataset = try EpisodeDataset(files: [try Self.fixture.get().demos.appendingPathComponent("reach-v3.hdf5").path], layout: .metaworld)
+        let sample = try dataset.sample(episode: 0, step: 5, horizon: 1)
+        let mean = Array(repeating: Float(0), count: policy.horizon * policy.actionDim)
+        func act(_ p: ActionPolicy) throws -> [Float] {
+            try p.act(images: sample.images, proprio: sample.proprio, instruction: sample.instruction, noise: mean)
+        }
+        XCTAssertNotEqual(try act(policy), try act(raw))
+        let bundle = root.appendingPathComponent("bundle")
+        try policy.export(from: straight, to: bundle)
+        XCTAssertEqual(try act(ActionPolicy(contentsOf: bundle)), try act(policy), "the bundle carries the averaged weights")
+
+        let last = interrupted.appendingPathComponent("last")
+        try FileManager.default.removeItem(at: last.appendingPathComponent(RunDirectory.emaFile))
+        XCTAssertThrowsError(try train(in: interrupted, overrides: ema + ["train.steps=8"])) { error in
+            XCTAssertTrue("\(error)".contains("train.ema_decay is set but the checkpoint has no ema.safetensors"), "\(error)")
+        }
+    }
+
     /// `vla probe`: the errors are those of the noise-free chunks of the right frames, the swap uses
     /// another episode's image, and the spread is the recorded chunks' own.
     func testImageSensitivityProbeMeasuresTheRightFrames() throws {

@@ -112,6 +112,7 @@ final class RecipeTests: XCTestCase {
         let dir = try recipeFolder(["r.yaml": "task: sequence-lm\n"])
         assertRecipeError("train.schedule: expected one of warmup_cosine, constant; got 'cosine'") { _ = try resolve(dir, "r.yaml", ["train.schedule=cosine"]) }
         assertRecipeError("train.steps: must be positive, got 0") { _ = try resolve(dir, "r.yaml", ["train.steps=0"]) }
+        assertRecipeError("train.ema_decay: must be 0 (off) or within (0, 1), got 1.0") { _ = try resolve(dir, "r.yaml", ["train.ema_decay=1"]) }
         assertRecipeError("train.warmup_steps: must be within 0...train.steps (10)") { _ = try resolve(dir, "r.yaml", ["train.steps=10", "train.warmup_steps=20"]) }
         assertRecipeError("model: hidden_size must divide by num_heads") { _ = try resolve(dir, "r.yaml", ["model.hidden_size=30"]) }
     }

@@ -19,6 +19,9 @@ public struct TrainSection: Codable, Sendable, Equatable {
     public var eps = 1e-8
     /// Global gradient-norm clip; 0 turns clipping off.
     public var clipNorm = 1.0
+    /// Keep an exponential moving average of the trainable weights with this decay (each checkpoint's
+    /// ema.safetensors; serving and export act with it); 0 keeps none.
+    public var emaDecay = 0.0
     public var seed = 0
     /// Glob patterns (`*` any text) of parameter names that train; `frozen` wins over `trainable`.
     public var trainable = ["*"]
@@ -45,6 +48,7 @@ public struct TrainSection: Codable, Sendable, Equatable {
         try require(warmupSteps >= 0 && warmupSteps <= steps, "train.warmup_steps: must be within 0...train.steps (\(steps)), got \(warmupSteps)")
         try require(minLrRatio >= 0 && minLrRatio <= 1, "train.min_lr_ratio: must be within 0...1, got \(minLrRatio)")
         try require(clipNorm >= 0, "train.clip_norm: must be >= 0, got \(clipNorm)")
+        try require(emaDecay == 0 || (emaDecay > 0 && emaDecay < 1), "train.ema_decay: must be 0 (off) or within (0, 1), got \(emaDecay)")
         try require(logEvery > 0, "train.log_every: must be positive, got \(logEvery)")
         try require(saveEvery > 0, "train.save_every: must be positive, got \(saveEvery)")
         try require(keepLast >= 1, "train.keep_last: must be at least 1, got \(keepLast)")

@@ -23,7 +23,8 @@ public final class ActionPolicy {
     public let recipe: ActionPretrainingRecipe
     public let instruct: InstructTuningRecipe?
     public let imageSize: Int
-    /// Where the weights came from (a checkpoint folder or a bundle).
+    /// Where the weights came from: a checkpoint's model.safetensors (or its ema.safetensors, the
+    /// trainable weights' average, beside it) or a bundle's.
     public let source: URL
     /// The camera the training frames came from, when the data said.
     public let camera: String?
@@ -82,9 +83,13 @@ public final class ActionPolicy {
     }
 
     /// Loads a stage-1 run folder (its newest checkpoint) or an export bundle (verified against its manifest).
-    public convenience init(contentsOf folder: URL) throws {
+    /// - Parameter averaged: where the checkpoint has them (`train.ema_decay`), act with the moving
+    ///   average of the trained weights rather than their last values. A bundle holds whichever its
+    ///   export chose.
+    public convenience init(contentsOf folder: URL, averaged: Bool = true) throws {
         let bundle = FileManager.default.fileExists(atPath: folder.appendingPathComponent(ExportBundle.manifestFile).path)
         let weights: URL
+        var average: SafetensorsFile?
         if bundle {
             try ExportBundle.verify(folder)
             weights = folder.appendingPathComponent(RunDirectory.modelFile)
@@ -93,10 +98,19 @@ public final class ActionPolicy {
                 throw RecipeError("\(folder.path): neither an export bundle (manifest.json) nor a run folder (recipe.yaml)")
             }
             guard let resume = try RunDirectory(folder).latestCheckpoint() else { throw RecipeError("\(folder.path): no checkpoint yet") }
-            weights = resume.checkpoint.url.appendingPathComponent(RunDirectory.modelFile)
+            average = averaged ? resume.checkpoint.ema : nil
+            weights = resume.checkpoint.url.appendingPathComponent(average == nil ? RunDirectory.modelFile : RunDirectory.emaFile)
         }
         try self.init(architectureIn: folder, weights: weights)
-        try vla.load(SafetensorsFile(url: weights))
+        let model = try SafetensorsFile(url: weights.deletingLastPathComponent().appendingPathComponent(RunDirectory.modelFile))
+        try vla.load(model)
+        if let average {
+            // the average covers the trainable weights only; the frozen rest comes from model.safetensors
+            let report = try vla.load(average, mode: .partial)
+            guard report.unexpected.isEmpty else {
+                throw StateDictError(message: "\(average.path): weights the model does not have: \(report.unexpected.prefix(8).joined(separator: ", "))")
+            }
+        }
         vla.adapters.training = false
     }
 
