@@ -24,6 +24,14 @@ public final class Tensor: CustomStringConvertible {
     }
     var producer: TapeNode?
 
+    /// Calls `body(start, count)` for each stretch of elements an optimizer may change: the whole
+    /// tensor, or with `trainableRows` each trainable row.
+    public func forEachTrainableSpan(_ body: (_ start: Int, _ count: Int) -> Void) {
+        guard let rows = trainableRows else { return body(0, count) }
+        let rowLength = count / max(shape.first ?? 1, 1)
+        for (r, trains) in rows.enumerated() where trains { body(r * rowLength, rowLength) }
+    }
+
     public init(shape: [Int], storage: TensorStorage, requiresGrad: Bool = false) {
         precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in shape \(shape)")
         precondition(shape.reduce(1, *) == storage.count,

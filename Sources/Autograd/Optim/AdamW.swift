@@ -42,9 +42,7 @@ public final class AdamW {
         for slot in slots {
             let p = slot.parameter
             guard p.requiresGrad, let g = p.grad else { continue }
-            let rowLength = p.count / max(p.shape.first ?? 1, 1)
-            let rows = p.trainableRows
-            func apply(_ start: Int, _ n: Int) {
+            p.forEachTrainableSpan { start, n in
                 let pp = p.pointer + start, pg = g.pointer + start, pm = slot.m.pointer + start, pv = slot.v.pointer + start
                 let d = slot.decays ? decay : 1
                 let (b1, b2, e) = (beta1, beta2, eps)
@@ -54,11 +52,6 @@ public final class AdamW {
                     pv[i] = b2 * pv[i] + (1 - b2) * gi * gi
                     pp[i] = pp[i] * d - stepSize * pm[i] / (pv[i].squareRoot() / bc2Root + e)
                 }
-            }
-            if let rows {
-                for (r, trainable) in rows.enumerated() where trainable { apply(r * rowLength, rowLength) }
-            } else {
-                apply(0, p.count)
             }
         }
     }

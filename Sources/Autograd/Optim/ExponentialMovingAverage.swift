@@ -37,16 +37,9 @@ public final class ExponentialMovingAverage {
         updates += 1
         let rate = 1 - d
         for entry in entries {
-            func fold(_ start: Int, _ n: Int) {
+            entry.parameter.forEachTrainableSpan { start, n in
                 let (s, p) = (entry.shadow.pointer + start, UnsafePointer(entry.parameter.pointer + start))
                 for i in 0..<n { s[i] += rate * (p[i] - s[i]) }
-            }
-            let p = entry.parameter
-            if let rows = p.trainableRows {
-                let rowLength = p.count / max(p.shape.first ?? 1, 1)
-                for (r, trains) in rows.enumerated() where trains { fold(r * rowLength, rowLength) }
-            } else {
-                fold(0, p.count)
             }
         }
     }
