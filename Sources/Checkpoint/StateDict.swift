@@ -7,6 +7,9 @@ public enum LoadMode: Sendable {
     case strict
     /// Load the names both have (e.g. stage 2 starting from a stage-1 checkpoint); report the rest.
     case partial
+    /// Every tensor of the file a parameter; parameters the file lacks keep their values (an
+    /// ema.safetensors, which averages only the trainable weights).
+    case subset
 }
 
 public struct LoadReport: Sendable, Equatable {
@@ -47,12 +50,10 @@ extension Module {
         }
         let known = Set(parameters.map(\.0))
         report.unexpected = file.names.filter { !known.contains($0) }
-        if mode == .strict && !(report.missing.isEmpty && report.unexpected.isEmpty) {
-            var parts: [String] = []
-            if !report.missing.isEmpty { parts.append("missing from the file: \(listed(report.missing))") }
-            if !report.unexpected.isEmpty { parts.append("not in the model: \(listed(report.unexpected))") }
-            throw StateDictError(message: "\(file.path): strict load failed; " + parts.joined(separator: "; "))
-        }
+        var parts: [String] = []
+        if mode == .strict && !report.missing.isEmpty { parts.append("missing from the file: \(listed(report.missing))") }
+        if mode != .partial && !report.unexpected.isEmpty { parts.append("not in the model: \(listed(report.unexpected))") }
+        if !parts.isEmpty { throw StateDictError(message: "\(file.path): \(mode) load failed; " + parts.joined(separator: "; ")) }
         for (p, entry) in plan {
             decodeFloats(entry.dtype, from: try file.bytes(entry.name), count: entry.count, into: p.pointer)
         }

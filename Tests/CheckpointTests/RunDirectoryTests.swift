@@ -97,6 +97,15 @@ final class RunDirectoryTests: XCTestCase {
         let report = try model.load(SafetensorsFile(url: url), mode: .partial)
         XCTAssertEqual(report, LoadReport(loaded: ["a"], missing: ["b"], unexpected: ["extra"]))
         XCTAssertEqual(model.a.pointer[0], 3)
+        model.stamp(0)
+        XCTAssertThrowsError(try model.load(SafetensorsFile(url: url), mode: .subset)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("subset load failed; not in the model: extra") && !message.contains("missing"), message)
+        }
+        XCTAssertEqual(model.a.pointer[0], 0, "a failed subset load writes nothing")
+        try Safetensors.save([("a", .full([512, 256], 3))], to: url)
+        XCTAssertEqual(try model.load(SafetensorsFile(url: url), mode: .subset), LoadReport(loaded: ["a"], missing: ["b"], unexpected: []))
+        XCTAssertEqual(model.a.pointer[0], 3)
 
         try Safetensors.save([("a", .zeros([256, 512])), ("b", .zeros([256]))], to: url)
         XCTAssertThrowsError(try model.load(SafetensorsFile(url: url), mode: .partial)) { error in
