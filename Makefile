@@ -104,14 +104,16 @@ demo: setup
 
 # Generator arguments per recipe live in Recipes/<recipe>/data.args (robot demonstrations),
 # Recipes/<recipe>/instruct.args (Meta-World-Instruct demonstrations, same --seed/--image-size/--camera/--max-steps
-# as data.args so that both share one dataset card) and Recipes/<recipe>/vqa.args (general VQA for the VLM).
+# as data.args so that both share one dataset card), Recipes/<recipe>/scene_qa.args (stage 0's questions about
+# those frames) and Recipes/<recipe>/vqa.args (general VQA for the VLM).
 # annotate.py then adds the VLA-IT annotations to every demonstration file (skipping ones already annotated).
 data: setup
 	$(VENV)/bin/python Datasets/metaworld/generate.py $$(cat Recipes/$(RECIPE)/data.args) --out Datasets/$(RECIPE)
 	@if [ -f Recipes/$(RECIPE)/instruct.args ]; then \
 		$(VENV)/bin/python Datasets/metaworld/generate.py $$(cat Recipes/$(RECIPE)/instruct.args) --out Datasets/$(RECIPE); fi
 	$(VENV)/bin/python Datasets/metaworld/annotate.py Datasets/$(RECIPE)
-	$(VENV)/bin/python Datasets/vqa/scene_qa.py --episodes 'Datasets/$(RECIPE)/*-v3.hdf5' --out Datasets/$(RECIPE)/scene_qa.hdf5
+	$(VENV)/bin/python Datasets/vqa/scene_qa.py --episodes 'Datasets/$(RECIPE)/*-v3.hdf5' --out Datasets/$(RECIPE)/scene_qa.hdf5 \
+		$$(cat Recipes/$(RECIPE)/scene_qa.args 2>/dev/null)
 	@if [ -f Recipes/$(RECIPE)/vqa.args ]; then \
 		$(VENV)/bin/python Datasets/vqa/generate_shapes.py $$(cat Recipes/$(RECIPE)/vqa.args) --out Datasets/$(RECIPE)/shapes.hdf5; fi
 

@@ -108,7 +108,7 @@ def collect_instruct(demo, per_demo, rng):
     return out
 
 
-def collect(files, split, per_demo, rng):
+def collect(files, split, per_demo, max_demos, rng):
     images, qa = [], []
     for path in files:
         with h5py.File(path, "r") as h:
@@ -116,7 +116,7 @@ def collect(files, split, per_demo, rng):
             task = task.decode() if isinstance(task, bytes) else str(task)
             if task not in OBJECT and task != INSTRUCT_TASK:
                 sys.exit(f"{path}: task {task} has no scene vocabulary (MT10 and {INSTRUCT_TASK} only)")
-            names = [n.decode() for n in h[f"mask/{split}"][()]]
+            names = [n.decode() for n in h[f"mask/{split}"][()]][:max_demos]
             for name in names:
                 demo = h[f"data/{name}"]
                 if task == INSTRUCT_TASK:
@@ -142,17 +142,24 @@ def main():
     ap.add_argument("--episodes", required=True, help="glob of demonstration files")
     ap.add_argument("--out", required=True)
     ap.add_argument("--per-demo", type=int, default=6, help="questions per demonstration (at least 2: first and last frame)")
+    ap.add_argument("--max-demos", type=int, default=None, metavar="N",
+                    help="ask about at most the first N demos of each file's train and valid masks (default: all), so that "
+                         "a file generated with more demos for stage 1 leaves stage 0's questions as they were")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.max_demos is not None and args.max_demos < 1:
+        sys.exit(f"--max-demos must be at least 1, got {args.max_demos}")
     files = sorted(glob.glob(args.episodes))
     if not files:
         sys.exit(f"--episodes: '{args.episodes}' matches no file (run make data first)")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = f"{args.out}.tmp-{os.getpid()}"
     with h5py.File(tmp, "w") as out:
-        out.attrs.update(generator="scene_qa.py 1.2", seed=args.seed, sources=json.dumps([os.path.basename(f) for f in files]))
+        out.attrs.update(generator="scene_qa.py 1.3", seed=args.seed, max_demos=args.max_demos or 0,
+                         sources=json.dumps([os.path.basename(f) for f in files]))
         for split, seed in [("train", args.seed), ("test", args.seed + 1)]:
-            images, qa = collect(files, "train" if split == "train" else "valid", args.per_demo, np.random.default_rng(seed))
+            images, qa = collect(files, "train" if split == "train" else "valid", args.per_demo, args.max_demos,
+                                  np.random.default_rng(seed))
             g = out.create_group(split)
             g.create_dataset("images", data=images, chunks=(min(64, len(images)),) + images.shape[1:], **hdf5plugin.Zstd(clevel=3))
             g.create_dataset("qa", data=qa, dtype=h5py.string_dtype("utf-8"))

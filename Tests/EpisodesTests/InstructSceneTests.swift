@@ -22,6 +22,12 @@ final class InstructSceneTests: XCTestCase {
             let knowledge = try XCTUnwrap(report["knowledge"] as? [String: Int])
             XCTAssertEqual(Set(knowledge.keys), Set(["objects", "colour", "kind", "shape", "use", "place", "put"].map { "instruct_\($0)" }))
             XCTAssertEqual(knowledge.values.reduce(0, +), 21)
+            // scene_qa.py --max-demos 1 asks only about the first demo of each mask (2 train, 1 valid here).
+            let masks = try XCTUnwrap(report["instruct_masks"] as? [String: [String]])
+            XCTAssertEqual(masks["train"]?.count, 2)
+            let capped = try XCTUnwrap(report["capped_knowledge_demos"] as? [String: [String]])
+            XCTAssertEqual(capped["train"], [masks["train"]![0]])
+            XCTAssertEqual(capped["test"], [masks["valid"]![0]])
             let success = try XCTUnwrap(report["success_rate"] as? [String: Double])
             XCTAssertEqual(success["instruct-place-v3"], 1.0, "the scripted expert places the object in every attempt")
 

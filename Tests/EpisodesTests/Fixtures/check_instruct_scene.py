@@ -336,12 +336,21 @@ def main(inp, outp):
     stage0_texts = [t.lower() for q in stage0 for t in q.values()]
     for p in held_out:
         check.expect(not any(p in t for t in stage0_texts), "eval phrasing", f"{p!r} occurs in the stage-0 scene QA")
+    # --max-demos 1: only each file's first train demo and first valid demo are asked about.
+    capped_file = os.path.join(spec["dir"], "scene_qa_capped.hdf5")
+    subprocess.run([sys.executable, os.path.join(ROOT, "Datasets", "vqa", "scene_qa.py"), "--episodes", os.path.join(out_dir, "*-v3.hdf5"),
+                    "--out", capped_file, "--per-demo", "7", "--max-demos", "1"], check=True, capture_output=True)
+    with h5py.File(capped_file, "r") as h:
+        capped = {split: sorted({json.loads(x).get("demo") for x in h[f"{split}/qa"][()]} - {None}) for split in ("train", "test")}
+    with h5py.File(os.path.join(out_dir, "instruct-place-v3.hdf5"), "r") as h:
+        masks = {split: [n.decode() for n in h[f"mask/{split}"][()]] for split in ("train", "valid")}
     card = json.load(open(os.path.join(out_dir, "dataset_card.json")))
     for key in ("annotations", "instruct_scene"):
         check.expect(key in card, "dataset_card.json", f"has no {key!r} section")
     json.dump({"problems": check.problems, "demos": len(demos), "annotations": counts,
                "eval_phrasings_checked": len(held_out), "instruction_files": files_checked,
-               "success_rate": {t: c["scripted_success_rate"] for t, c in card["tasks"].items()}, "knowledge": knowledge},
+               "success_rate": {t: c["scripted_success_rate"] for t, c in card["tasks"].items()}, "knowledge": knowledge,
+               "capped_knowledge_demos": capped, "instruct_masks": masks},
               open(outp, "w"))
 
 
