@@ -7,7 +7,6 @@
 See README.md ("Closed-loop evaluation") for the protocol, the seeds and the files written.
 """
 import argparse
-import atexit
 import glob
 import hashlib
 import json
@@ -66,7 +65,7 @@ def parse_args(argv):
     p.add_argument("--max-steps", type=int, default=200, help="per episode, 1..500 (default 200)")
     p.add_argument("--seed", type=int, default=EVAL_SEED, help=f"episode i of task T uses episode_seed(seed, T, i) "
                                                                f"(default {EVAL_SEED}, the held-out evaluation seed)")
-    p.add_argument("--workers", type=int, default=2, help="processes, each with its own env and server connection")
+    p.add_argument("--workers", type=int, default=2, help="processes, each with its own env; every episode opens its own server connection")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--execute", type=int, metavar="K",
                       help="execute the first K actions of each chunk, then query again (default: the whole chunk)")
@@ -356,18 +355,6 @@ class ServerPolicy:
 # Worker side
 
 
-_client = None
-
-
-def process_client(cfg):
-    """This worker process's connection to the server, opened on first use."""
-    global _client
-    if _client is None:
-        _client = connect(cfg["host"], cfg["port"], cfg["connect_timeout"])
-        atexit.register(disconnect, _client)
-    return _client
-
-
 def eval_worker_init():
     worker_init()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates the workers
@@ -378,13 +365,20 @@ def run_episode(task, ep, instruction, save_frames, cfg):
     sim = process_sim(task, cfg["image_size"], cfg["camera"], cfg["extra_cameras"])
     seed = episode_seed(cfg["seed"], task, ep)
     server = cfg["policy"] == "server"
-    policy = ServerPolicy(process_client(cfg), instruction, cfg) if server else expert(task)
+    # One connection per episode: a server keeps state per connection (a thinking model's response), and
+    # openpi has no reset message, so an episode must not inherit the last one's.
+    client = connect(cfg["host"], cfg["port"], cfg["connect_timeout"]) if server else None
+    policy = ServerPolicy(client, instruction, cfg) if server else expert(task)
     obs, layout = sim.reset(seed)
     frames, steps, success = [], 0, False
-    for frame, _, _, _, _, success in sim.rollout(policy, obs, cfg["max_steps"]):
-        steps += 1
-        if save_frames:
-            frames.append(frame)
+    try:
+        for frame, _, _, _, _, success in sim.rollout(policy, obs, cfg["max_steps"]):
+            steps += 1
+            if save_frames:
+                frames.append(frame)
+    finally:
+        if client is not None:
+            disconnect(client)
     if save_frames:
         save_strip(os.path.join(cfg["out"], "frames", f"{task}_ep{ep:03d}_{'success' if success else 'fail'}.png"),
                    frames)

@@ -303,10 +303,12 @@ final class EpisodeTests: XCTestCase {
     /// A loader nobody holds any more stops its worker thread (no deadlock, no leaked thread).
     /// A second camera (generate.py --extra-cameras side) changes nothing else in the data, is stored
     /// as obs/side_rgb, and evaluate.py sends it as observation/side_image when the server asks for it
-    /// (checks in check_extra_cameras.py); the loader gives both views, in the recipe's order.
+    /// (checks in check_extra_cameras.py); the loader gives both views, in the recipe's order. Each
+    /// evaluation episode has its own server connection, so no per-connection state carries over.
     func testExtraCameraViewsLeaveTheMainViewUnchangedAndReachTheServer() throws {
         try PythonReference.runChecks("Tests/EpisodesTests/Fixtures/check_extra_cameras.py") { report, dir in
             XCTAssertGreaterThan(report["requests_checked"] as? Int ?? 0, 0)
+            XCTAssertEqual(report["requests_per_connection"] as? [Int], [3, 3], "2 episodes of 3 steps")
             XCTAssertEqual(report["extra_cameras_attr"] as? [String: String], ["plain": "[]", "side": "[\"side\"]"])
 
             let layout = EpisodeLayout(kind: .robomimic, imageKeys: ["agentview_rgb", "side_rgb"], proprioKeys: ["ee_pos", "gripper_state"],

@@ -1,12 +1,15 @@
 """Test-only: extra camera views (generate.py --extra-cameras, evaluate.py's metadata key extra_cameras).
 
   check_extra_cameras.py IN.json OUT.json    IN {"dir": D}
-  OUT {"problems": [...], "frames_compared": n, "requests_checked": n, "extra_cameras_attr": {"plain": s, "side": s}}
+  OUT {"problems": [...], "frames_compared": n, "requests_checked": n, "extra_cameras_attr": {"plain": s, "side": s},
+       "requests_per_connection": [n, ...]}
 Generates reach-v3 and instruct-place-v3 (2 demos, 32 px) with and without --extra-cameras side and checks that
 the flag changes nothing else (frames, actions, states, layouts byte-identical) and stores obs/side_rgb like
 agentview_rgb. Bad names exit 2 before any work. evaluate.py then runs against an in-process openpi server that
 replays reach-v3's demo_0: every request must carry observation/side_image equal to the stored frame of that step,
 and the episode must succeed on the last step. Bad extra_cameras metadata must abort with exit 1 and a clear message.
+Every episode has its own connection (a server's per-connection state, a thinking model's response, must not carry
+into the next episode): two episodes of 3 steps are two connections of 3 requests each.
 An empty "problems" list means every check passed.
 """
 import json
@@ -64,10 +67,11 @@ def check_generated(plain_dir, side_dir):
 
 
 class ReplayServer:
-    """openpi websocket server replaying one demo's actions and checking each request against its frames."""
+    """openpi websocket server replaying one demo's actions and checking each request against its frames; without a
+    demo it answers zeros. `connections` holds each closed connection's request count."""
 
     def __init__(self):
-        self.meta, self.demo, self.checked = None, None, 0
+        self.meta, self.demo, self.checked, self.connections = None, None, 0, []
         self.server = websockets.sync.server.serve(self.handle, "127.0.0.1", 0, compression=None, max_size=None)
         self.port = self.server.socket.getsockname()[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -79,12 +83,15 @@ class ReplayServer:
         try:
             for message in ws:
                 request = msgpack_numpy.unpackb(message)
-                self.check(request, step)
-                actions = self.demo["actions"][step:step + 1] if step < len(self.demo["actions"]) else np.zeros((1, 4))
+                if self.demo is not None:
+                    self.check(request, step)
+                replay = self.demo is not None and step < len(self.demo["actions"])
+                actions = self.demo["actions"][step:step + 1] if replay else np.zeros((1, 4))
                 ws.send(packer.pack({"actions": actions.astype(np.float32), "server_timing": {"infer_ms": 0.0}}))
                 step += 1
         except websockets.ConnectionClosed:
             pass
+        self.connections.append(step)
 
     def check(self, request, t):
         extra = self.meta.get("extra_cameras", [])
@@ -99,9 +106,9 @@ class ReplayServer:
         self.checked += 1
 
 
-def evaluate(server, meta, out, demo_steps):
+def evaluate(server, meta, out, demo_steps, episodes=1):
     server.meta = meta
-    return run("evaluate.py", "--port", str(server.port), "--tasks", "reach-v3", "--episodes", "1", "--seed", "0",
+    return run("evaluate.py", "--port", str(server.port), "--tasks", "reach-v3", "--episodes", str(episodes), "--seed", "0",
                "--max-steps", str(demo_steps), "--workers", "1", "--connect-timeout", "20", "--out", out)
 
 
@@ -143,8 +150,14 @@ def main(inp, outp):
     for bad, fragment in ((["nope"], "unknown extra camera"), (["workspace"], "main camera"), ("side", "not a list")):
         r = evaluate(server, meta | {"extra_cameras": bad}, os.path.join(d, "eval-bad"), T)
         expect(r.returncode == 1 and fragment in r.stderr, f"extra_cameras {bad!r}: exit {r.returncode}, {r.stderr[-300:]!r}")
-    json.dump({"problems": problems, "frames_compared": frames, "requests_checked": requests, "extra_cameras_attr": attrs},
-              open(outp, "w"))
+
+    server.demo, server.connections = None, []
+    r = evaluate(server, meta, os.path.join(d, "eval-episodes"), 3, episodes=2)
+    expect(r.returncode == 0, f"evaluate.py (2 episodes) failed: {r.stderr[-1000:]}")
+    episodes = [n for n in server.connections if n > 0]  # the parent's metadata connection makes no requests
+    expect(episodes == [3, 3], f"2 episodes of 3 steps made connections of {episodes} requests, expected [3, 3]")
+    json.dump({"problems": problems, "frames_compared": frames, "requests_checked": requests, "extra_cameras_attr": attrs,
+               "requests_per_connection": episodes}, open(outp, "w"))
 
 
 if __name__ == "__main__":
