@@ -20,12 +20,14 @@ public final class ModelPolicy: Policy {
     var thoughts: ThoughtCache
 
     /// - Parameter think: answer in words before acting; nil follows the model's recipe (stage 2: yes).
+    /// - Parameter thinkEvery: requests between new responses; nil follows the recipe (`inference.think_every`).
     /// - Parameter averaged: the weights' moving average where the checkpoint has one (`ActionPolicy`).
-    public init(contentsOf folder: URL, seed: UInt64, noiseScale: Float = 1, think: Bool? = nil, averaged: Bool = true) throws {
+    public init(contentsOf folder: URL, seed: UInt64, noiseScale: Float = 1, think: Bool? = nil, thinkEvery: Int? = nil,
+                averaged: Bool = true) throws {
         precondition(noiseScale >= 0 && noiseScale.isFinite, "ModelPolicy: noise scale \(noiseScale) must be finite and at least 0")
         policy = try ActionPolicy(contentsOf: folder, averaged: averaged)
         self.think = think ?? policy.thinksByDefault
-        thoughts = ThoughtCache(every: policy.instruct?.inference.thinkEvery ?? 1)
+        thoughts = ThoughtCache(every: thinkEvery ?? policy.instruct?.inference.thinkEvery ?? 1)
         name = policy.instruct == nil ? "instructvla-stage1" : "instructvla-stage2"
         schema = ObservationSchema(imageKeys: policy.observationImageKeys, imageHeight: policy.imageSize, imageWidth: policy.imageSize,
                                    stateDim: policy.proprioDim)

@@ -20,6 +20,9 @@ extension VLA {
 
         @OptionGroup var thinking: ThinkOption
 
+        @Option(help: "Stage 2, thinking: regenerate the response every N requests of a connection (default: the recipe's inference.think_every).")
+        var thinkEvery: Int?
+
         @OptionGroup var weights: WeightsOption
 
         @Option(help: "Replay recorded episodes (HDF5 files or globs) instead of a model: tests the evaluation plumbing.")
@@ -50,11 +53,12 @@ extension VLA {
             }
             guard noiseScale >= 0 && noiseScale.isFinite else { throw ValidationError("--noise-scale must be a finite number of at least 0, got \(noiseScale)") }
             guard (1...4096).contains(maxMessageMib) else { throw ValidationError("--max-message-mib must be in 1...4096") }
+            if let thinkEvery, thinkEvery < 1 { throw ValidationError("--think-every must be at least 1, got \(thinkEvery)") }
             let policy: Policy
             do {
                 if let model {
                     policy = try ModelPolicy(contentsOf: URL(fileURLWithPath: model), seed: seed, noiseScale: noiseScale, think: thinking.think,
-                                         averaged: weights.averaged)
+                                         thinkEvery: thinkEvery, averaged: weights.averaged)
                 } else {
                     policy = try ReplayPolicy(files: try EpisodeDataSection.expand(replay, key: "--replay"), horizon: horizon)
                 }

@@ -44,4 +44,12 @@ final class ModelPolicyTests: XCTestCase {
         XCTAssertEqual(try ModelPolicy(contentsOf: run, seed: 1).infer(observations[0]).actions, first, "a fresh server")
         XCTAssertNotEqual(try ModelPolicy(contentsOf: run, seed: 2).infer(observations[0]).actions, first, "the seed draws the noise")
     }
+
+    /// `vla serve --think-every N` replaces the recipe's `inference.think_every`; a stage-1 run, which
+    /// has no recipe value, regenerates on every request unless told otherwise.
+    func testThinkEveryOverridesTheRecipe() throws {
+        let (run, _) = try trainedRun()
+        XCTAssertEqual(try ModelPolicy(contentsOf: run, seed: 1).thoughts.every, 1)
+        XCTAssertEqual(try ModelPolicy(contentsOf: run, seed: 1, thinkEvery: 7).thoughts.every, 7)
+    }
 }
