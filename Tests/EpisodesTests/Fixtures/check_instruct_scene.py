@@ -326,9 +326,14 @@ def main(inp, outp):
     for kind, templates in PHRASINGS["qa"]["eval"].items():
         check.expect(not set(templates) & set(PHRASINGS["qa"]["train"][kind]), f"qa {kind}", "shared template")
     files_checked = check_instruction_files(check, train_texts)
-    qa_file = os.path.join(spec["dir"], "scene_qa.hdf5")
-    subprocess.run([sys.executable, os.path.join(ROOT, "Datasets", "vqa", "scene_qa.py"), "--episodes", os.path.join(out_dir, "*-v3.hdf5"),
-                    "--out", qa_file, "--per-demo", "7"], check=True, capture_output=True)
+
+    def scene_qa(name, *extra):
+        path = os.path.join(spec["dir"], name)
+        subprocess.run([sys.executable, os.path.join(ROOT, "Datasets", "vqa", "scene_qa.py"), "--episodes",
+                        os.path.join(out_dir, "*-v3.hdf5"), "--out", path, "--per-demo", "7", *extra], check=True, capture_output=True)
+        return path
+
+    qa_file = scene_qa("scene_qa.hdf5")
     scenes = {name: json.loads(attrs["scene"]) for path, name, attrs, _, _ in demos if path.endswith("instruct-place-v3.hdf5")}
     with h5py.File(qa_file, "r") as h:
         stage0 = [json.loads(x) for split in ("train", "test") for x in h[f"{split}/qa"][()]]
@@ -337,9 +342,7 @@ def main(inp, outp):
     for p in held_out:
         check.expect(not any(p in t for t in stage0_texts), "eval phrasing", f"{p!r} occurs in the stage-0 scene QA")
     # --max-demos 1: only each file's first train demo and first valid demo are asked about.
-    capped_file = os.path.join(spec["dir"], "scene_qa_capped.hdf5")
-    subprocess.run([sys.executable, os.path.join(ROOT, "Datasets", "vqa", "scene_qa.py"), "--episodes", os.path.join(out_dir, "*-v3.hdf5"),
-                    "--out", capped_file, "--per-demo", "7", "--max-demos", "1"], check=True, capture_output=True)
+    capped_file = scene_qa("scene_qa_capped.hdf5", "--max-demos", "1")
     with h5py.File(capped_file, "r") as h:
         capped = {split: sorted({json.loads(x).get("demo") for x in h[f"{split}/qa"][()]} - {None}) for split in ("train", "test")}
     with h5py.File(os.path.join(out_dir, "instruct-place-v3.hdf5"), "r") as h:
