@@ -8,7 +8,8 @@ import XCTest
 @testable import Training
 
 /// Stage 2 end to end on tiny Meta-World and Meta-World-Instruct demonstrations with VLA-IT
-/// annotations, from a tiny stage-0 VLM and stage-1 run trained here.
+/// annotations, from a tiny stage-0 VLM and stage-1 run trained here. The stage-1 expert reads two
+/// camera views, as the benchmark's does.
 final class InstructTuningTests: XCTestCase {
     struct Fixture {
         let dir: URL
@@ -21,8 +22,8 @@ final class InstructTuningTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-stage2-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let demos = dir.appendingPathComponent("demos"), shapes = dir.appendingPathComponent("shapes.hdf5")
-        try TinyFixtures.demonstrations("drawer-close-v3", perTask: 2, into: demos)
-        try TinyFixtures.demonstrations("instruct-place-v3", perTask: 3, into: demos)
+        try TinyFixtures.demonstrations("drawer-close-v3", perTask: 2, into: demos, extraCameras: ["side"])
+        try TinyFixtures.demonstrations("instruct-place-v3", perTask: 3, into: demos, extraCameras: ["side"])
         try PythonReference.runScript("Datasets/metaworld/annotate.py", arguments: [demos.path])
         try TinyFixtures.shapes(into: shapes)
         let vlmRecipe = dir.appendingPathComponent("vlm.yaml"), vlmRun = dir.appendingPathComponent("vlm")
@@ -37,7 +38,7 @@ final class InstructTuningTests: XCTestCase {
                 vision_stem_channels: 4, vision_spatial_readout: true}
         lora: {rank: 2}
         flow: {samples: 2}
-        data: {files: ['\(demos.path)/*-v3.hdf5'], horizon: 4, repeats: {instruct-place-v3.hdf5: 2}}
+        data: {files: ['\(demos.path)/*-v3.hdf5'], image_keys: [agentview_rgb, side_rgb], horizon: 4, repeats: {instruct-place-v3.hdf5: 2}}
         train: {steps: 4, batch_size: 4, learning_rate: 1.0e-2, save_every: 4, log_every: 1}
         """.write(to: stage1Recipe, atomically: true, encoding: .utf8)
         let stage1 = try RunSetup.prepare(ActionPretrainingRecipe.self, recipe: stage1Recipe, overrides: [], runDirectory: stage1Run, mode: .automatic)
@@ -147,7 +148,7 @@ final class InstructTuningTests: XCTestCase {
     func testFilesWithoutAnnotationsAreNamed() throws {
         let f = try Self.fixture.get()
         let bare = f.dir.appendingPathComponent("bare-\(UUID().uuidString.prefix(8))")
-        try TinyFixtures.demonstrations("reach-v3", perTask: 2, into: bare)
+        try TinyFixtures.demonstrations("reach-v3", perTask: 2, into: bare, extraCameras: ["side"])
         let recipe = try recipe("stage2-bare")
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2bare-\(UUID().uuidString.prefix(8))")
         let annotated = f.demos.appendingPathComponent("instruct-place-v3.hdf5").path, unannotated = bare.appendingPathComponent("reach-v3.hdf5").path
@@ -162,6 +163,24 @@ final class InstructTuningTests: XCTestCase {
                                             runDirectory: run.appendingPathComponent("bare"), mode: .automatic)
         XCTAssertThrowsError(try InstructTuningTask(bareOnly.recipe, run: bareOnly.run)) {
             XCTAssertTrue("\($0)".contains("no episode has VLA-IT annotations"), "\($0)")
+        }
+    }
+
+    /// A recipe that names no views reads the stage-1 run's (its frozen expert was trained on them), and
+    /// the run folder's recipe says which; one that names others is refused with both lists.
+    func testViewsComeFromTheStage1RunUnlessTheRecipeNamesOthers() throws {
+        let recipe = try recipe("stage2-views")
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2views-\(UUID().uuidString.prefix(8))")
+        let inherited = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: [], runDirectory: run, mode: .automatic)
+        XCTAssertEqual(inherited.recipe.data.imageKeys, ["agentview_rgb", "side_rgb"])
+        let saved = try RecipeValidator.read(run.appendingPathComponent("recipe.yaml"), as: InstructTuningRecipe.self, hint: "")
+        XCTAssertEqual(saved.data.imageKeys, ["agentview_rgb", "side_rgb"])
+        XCTAssertEqual(try InstructTuningTask(inherited.recipe, run: inherited.run).loader.dataset.layout.imageKeys, ["agentview_rgb", "side_rgb"])
+        let other = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: ["data.image_keys=[agentview_rgb]"],
+                                         runDirectory: run.appendingPathComponent("one-view"), mode: .automatic)
+        XCTAssertThrowsError(try InstructTuningTask(other.recipe, run: other.run)) {
+            XCTAssertTrue("\($0)".contains("data.image_keys: [\"agentview_rgb\"] but the stage-1 model"), "\($0)")
+            XCTAssertTrue("\($0)".contains("[\"agentview_rgb\", \"side_rgb\"]"), "\($0)")
         }
     }
 
@@ -253,7 +272,7 @@ final class InstructTuningTests: XCTestCase {
         let exported = try ActionPolicy(contentsOf: bundle)
         XCTAssertNotNil(exported.vla.scaleHead)
         let data = try EpisodeDataset(files: [try Self.fixture.get().demos.appendingPathComponent("instruct-place-v3.hdf5").path],
-                                      layout: EpisodeDataSection().episodeLayout)
+                                      layout: policy.recipe.data.episodeLayout)
         let sample = try data.sample(episode: 0, step: 5, horizon: 1)
         let instruction = "I want a healthy snack. Put it on the plate."
         let (a, b) = (try policy.respond(image: sample.images[0], instruction: instruction),

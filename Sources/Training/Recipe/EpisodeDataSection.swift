@@ -8,6 +8,8 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
     public var files: [String] = []
     /// "robomimic" (also LIBERO) or "aloha".
     public var layout = "robomimic"
+    /// The camera views, the first the VLM's. Stage 2 reads its Expert's: there `[]` (its default)
+    /// means the stage-1 run's views.
     public var imageKeys = ["agentview_rgb"]
     public var proprioKeys = ["ee_pos", "gripper_state"]
     public var actionKey = "actions"
@@ -47,10 +49,14 @@ public struct EpisodeDataSection: Codable, Sendable, Equatable {
         return data
     }
 
-    public func validate() throws {
+    /// - Parameter viewsInherited: whether `image_keys: []` stands for views given elsewhere (stage 2:
+    ///   the stage-1 run's).
+    public func validate(viewsInherited: Bool = false) throws {
         guard !files.isEmpty else { throw RecipeError("data.files: list the episode files (globs allowed)") }
         guard EpisodeLayout.Kind(rawValue: layout) != nil else { throw RecipeError("data.layout: expected one of robomimic, aloha; got '\(layout)'") }
-        guard !imageKeys.isEmpty, !actionKey.isEmpty else { throw RecipeError("data.image_keys and data.action_key: must not be empty") }
+        guard !imageKeys.isEmpty || viewsInherited, !actionKey.isEmpty else {
+            throw RecipeError("data.image_keys and data.action_key: must not be empty")
+        }
         guard horizon >= 1, prefetch >= 1 else { throw RecipeError("data.horizon and data.prefetch: must be at least 1") }
         guard augmentShift >= 0 else { throw RecipeError("data.augment_shift: pixels of random shift, 0 or more; got \(augmentShift)") }
         guard auxiliaryKey.isEmpty == auxiliaryDims.isEmpty else {

@@ -7,10 +7,14 @@ public protocol RecipeSchema: Codable, Sendable {
     init()
     /// Semantic checks after decoding (ranges, choices), throwing `RecipeError`s that name the key.
     func validate() throws
+    /// Fills in, on the resolved tree (every default in), what the recipe leaves to the runs it names,
+    /// so that the recipe saved beside a run states what trained. Default: nothing.
+    static func completing(_ resolved: RecipeValue) -> RecipeValue
 }
 
 extension RecipeSchema {
     public func validate() throws {}
+    public static func completing(_ resolved: RecipeValue) -> RecipeValue { resolved }
 }
 
 /// What a key accepts, read off the default instance.
@@ -149,7 +153,7 @@ public enum RecipeValidator {
         guard errors.isEmpty else {
             throw RecipeError("\(source): " + (errors.count == 1 ? errors[0] : "\(errors.count) problems:\n  " + errors.joined(separator: "\n  ")))
         }
-        let resolved = defaults.merged(with: checked)
+        let resolved = R.completing(defaults.merged(with: checked))
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         let recipe: R

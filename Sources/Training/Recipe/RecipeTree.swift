@@ -82,6 +82,13 @@ public indirect enum RecipeValue: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Sets the value at a dotted path, creating maps on the way.
+    /// The value at a dotted path, nil where the path leads nowhere.
+    func value(at path: ArraySlice<String>) -> RecipeValue? {
+        guard let head = path.first else { return self }
+        guard case .map(let m) = self else { return nil }
+        return m[head]?.value(at: path.dropFirst())
+    }
+
     func setting(_ path: ArraySlice<String>, to value: RecipeValue) -> RecipeValue {
         guard let head = path.first else { return value }
         var map: [String: RecipeValue] = [:]

@@ -67,7 +67,13 @@ public struct InstructTuningRecipe: RecipeSchema {
     public var multimodal = Multimodal()
     public var inference = Inference()
     public var flow = FlowSection()
-    public var data = EpisodeDataSection.cachingImageTokens
+    /// `image_keys: []` (the default): the stage-1 run's camera views, which its frozen expert reads
+    /// (filled in by `completing`).
+    public var data: EpisodeDataSection = {
+        var data = EpisodeDataSection.cachingImageTokens
+        data.imageKeys = []
+        return data
+    }()
     public var train: TrainSection = {
         var train = TrainSection()
         train.trainable = ["*.lora_A.*", "*.lora_B.*", "scale_head.*", "vlm.language_model.model.embed_tokens.weight"]
@@ -81,7 +87,7 @@ public struct InstructTuningRecipe: RecipeSchema {
     public func validate() throws {
         guard task == "instruct-tune" else { throw RecipeError("task: this recipe type is 'instruct-tune', got '\(task)'") }
         try train.validate()
-        try data.validate()
+        try data.validate(viewsInherited: true)
         guard !model.stage1.isEmpty else { throw RecipeError("model.stage1: give the stage-1 run folder (e.g. Checkpoints/tiny/stage1)") }
         let parts = [mix.plain, mix.dialogue, mix.context, mix.rewriting]
         guard parts.allSatisfy({ $0 >= 0 }), abs(parts.reduce(0, +) - 1) < 1e-6, (0...1).contains(mix.motion), (0...1).contains(mix.restate) else {
@@ -96,6 +102,17 @@ public struct InstructTuningRecipe: RecipeSchema {
         guard inference.thinkEvery >= 1, inference.maxResponseTokens >= 1 else {
             throw RecipeError("inference: think_every and max_response_tokens must be >= 1")
         }
+    }
+
+    /// `data.image_keys: []` becomes the views of the stage-1 run at `model.stage1` where its recipe
+    /// can be read; otherwise the tree stays as it is and the task reports the stage-1 run.
+    public static func completing(_ resolved: RecipeValue) -> RecipeValue {
+        guard case .list(let keys)? = resolved.value(at: ["data", "image_keys"]), keys.isEmpty,
+              case .string(let folder)? = resolved.value(at: ["model", "stage1"]),
+              let stage1 = try? RecipeValidator.read(URL(fileURLWithPath: folder).appendingPathComponent("recipe.yaml"),
+                                                     as: ActionPretrainingRecipe.self, hint: "")
+        else { return resolved }
+        return resolved.setting(["data", "image_keys"], to: .list(stage1.data.imageKeys.map { .string($0) }))
     }
 
     /// Adds the language adapter and the scale head to a stage-1 model (not for the ablation).

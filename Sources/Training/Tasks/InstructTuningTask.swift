@@ -46,15 +46,15 @@ public final class InstructTuningTask: TrainingTask {
         }
         vla.adapters.training = true
 
+        guard recipe.data.imageKeys == stage1.recipe.data.imageKeys else {
+            throw RecipeError("data.image_keys: \(recipe.data.imageKeys) but the stage-1 model (\(recipe.model.stage1)) was trained on " +
+                              "the camera views \(stage1.recipe.data.imageKeys); leave the key out to read those")
+        }
         loader = try recipe.data.trainingLoader(run: run, batchSize: recipe.train.batchSize, seed: recipe.train.seed, inherited: stage1.stats)
         let dataset = loader.dataset
         guard dataset.imageShape == [stage1.imageSize, stage1.imageSize, 3] else {
             throw RecipeError("data.files: frames are \(dataset.imageShape) but the stage-1 model (\(recipe.model.stage1)) reads " +
                               "\(stage1.imageSize)² images")
-        }
-        guard dataset.layout.imageKeys == stage1.recipe.data.imageKeys else {
-            throw RecipeError("data.image_keys: \(dataset.layout.imageKeys) but the stage-1 model (\(recipe.model.stage1)) was trained on " +
-                              "the camera views \(stage1.recipe.data.imageKeys)")
         }
         annotations = try dataset.episodes.indices.map { try dataset.annotations(episode: $0) }
         let annotatedFiles = Set(zip(dataset.episodes, annotations).filter { !$0.1.isEmpty }.map(\.0.file))
