@@ -131,7 +131,7 @@ stage1: system-packages
 STAGE2 = $(if $(filter stage2%,$(STAGE)),$(STAGE),stage2)
 stage2: system-packages
 	$(SWIFT) build -c release --product instruct-tune
-	.build/release/instruct-tune Recipes/$(RECIPE)/$(STAGE2).yaml --run-dir Checkpoints/$(RECIPE)/$(STAGE2) $(TRAIN_FLAGS)
+	$(call launch,$(STAGE2)) .build/release/instruct-tune Recipes/$(RECIPE)/$(STAGE2).yaml --run-dir Checkpoints/$(RECIPE)/$(STAGE2) $(TRAIN_FLAGS)
 
 # Closed loop: starts `vla serve` on the run, runs the Meta-World client (Recipes/$(RECIPE)/eval.args), stops the server.
 EVAL_STAGE = $(if $(filter lm,$(STAGE)),stage1,$(STAGE))

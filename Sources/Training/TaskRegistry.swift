@@ -46,12 +46,9 @@ public enum TaskRegistry {
             let trainer = Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock, communicator: job)
             return try trainer.run(header: header + prepared.notes + ["stage 0: \(prepared.recipe.model.vlm)"])
         case "instruct-tune":
-            guard job.size == 1 else {
-                throw RecipeError("\(url.path): instruct-tune does not shard its data across processes yet; run it as one process, not under mpirun -np \(job.size)")
-            }
             let prepared = try prepare(InstructTuningRecipe.self)
-            let task = try InstructTuningTask(prepared.recipe, run: prepared.run)
-            let trainer = Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock)
+            let task = try DataParallel.makeTask(job, run: prepared.run) { try InstructTuningTask(prepared.recipe, run: prepared.run, shard: shard) }
+            let trainer = Trainer(train: prepared.recipe.train, task: task, run: prepared.run, lock: prepared.lock, communicator: job)
             let mode = prepared.recipe.model.fullFinetune ? "full LM fine-tune (ablation)" : "MoE-LoRA (language + action adapters, per-token router)"
             let warnings = task.unannotatedFiles.map {
                 "warning: \($0) has no VLA-IT annotations (Datasets/metaworld/annotate.py adds them): its samples train as plain commands only"

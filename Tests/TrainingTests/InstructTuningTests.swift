@@ -184,6 +184,25 @@ final class InstructTuningTests: XCTestCase {
         }
     }
 
+    /// As rank r of a data-parallel job, the task's multimodal batch of `batch_size` is the r-th block of
+    /// what one process with the jobs's total batch draws, batch after batch.
+    func testMultimodalBatchesAreBlocksOfOneProcesssBatch() throws {
+        let recipe = try recipe("stage2-shards")
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2shards-\(UUID().uuidString.prefix(8))")
+        func task(_ shard: DataShard, batch: Int) throws -> InstructTuningTask {
+            let prepared = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: ["multimodal.batch_size=\(batch)"],
+                                                runDirectory: root.appendingPathComponent("\(shard.rank)-of-\(shard.count)"), mode: .automatic)
+            return try InstructTuningTask(prepared.recipe, run: prepared.run, shard: shard)
+        }
+        let (whole, first, second) = (try task(.whole, batch: 6), try task(DataShard(rank: 0, count: 2), batch: 3),
+                                      try task(DataShard(rank: 1, count: 2), batch: 3))
+        for _ in 0..<3 {
+            let all = whole.nextMultimodalIndices()
+            XCTAssertEqual(all.count, 6)
+            XCTAssertEqual(first.nextMultimodalIndices() + second.nextMultimodalIndices(), all)
+        }
+    }
+
     /// Over many draws the text kinds follow the recipe's mix; samples without annotations fall back
     /// to the plain command.
     func testInstructMixFollowsTheRecipeAndFallsBack() throws {

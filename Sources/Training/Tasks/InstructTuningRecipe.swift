@@ -45,7 +45,8 @@ public struct InstructTuningRecipe: RecipeSchema {
         /// VQA files (globs allowed) in the layout of Datasets/vqa/*.py; [] for none.
         public var files: [String] = []
         public var split = "train"
-        /// Examples per interleaved batch (the paper's code: 2 beside 12 robot samples, about 1:6).
+        /// Examples per interleaved batch, per process as `train.batch_size` is (the paper's code: 2
+        /// beside 12 robot samples, about 1:6).
         public var batchSize = 4
     }
     /// Thinking inference (§4): the response is generated until the first query token, then acted on.

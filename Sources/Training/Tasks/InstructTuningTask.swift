@@ -8,6 +8,7 @@ import Models
 /// text follows the instruct mix (flow matching + LM loss) and, after each update, on a multimodal
 /// VQA batch with its own optimizer step (LM loss). The VLM base and the action expert stay frozen;
 /// the flow-matching loss still reaches the LoRAs, the router and the query rows through the expert.
+/// As one rank of a data-parallel job it trains on its shard of both streams (see `DataShard`).
 public final class InstructTuningTask: TrainingTask {
     /// Files a stage-2 run folder carries so it can be served and exported on its own.
     static let inheritedFiles = ["tokenizer.json", "vlm_recipe.yaml", "observation.json"]
@@ -28,10 +29,10 @@ public final class InstructTuningTask: TrainingTask {
     let conversations: ConversationCache
     let multimodal: VQADataset?
     var multimodalSampler: EpisodeSampler
-    var rng: RNG
+    let shard: DataShard
 
-    public init(_ recipe: InstructTuningRecipe, run: RunDirectory) throws {
-        self.recipe = recipe
+    public init(_ recipe: InstructTuningRecipe, run: RunDirectory, shard: DataShard = .whole) throws {
+        (self.recipe, self.shard) = (recipe, shard)
         let stage1Folder = URL(fileURLWithPath: recipe.model.stage1)
         stage1 = try ActionPolicy(contentsOf: stage1Folder)
         guard stage1.instruct == nil else {
@@ -50,7 +51,8 @@ public final class InstructTuningTask: TrainingTask {
             throw RecipeError("data.image_keys: \(recipe.data.imageKeys) but the stage-1 model (\(recipe.model.stage1)) was trained on " +
                               "the camera views \(stage1.recipe.data.imageKeys); leave the key out to read those")
         }
-        loader = try recipe.data.trainingLoader(run: run, batchSize: recipe.train.batchSize, seed: recipe.train.seed, inherited: stage1.stats)
+        loader = try recipe.data.trainingLoader(run: run, batchSize: recipe.train.batchSize, seed: recipe.train.seed, inherited: stage1.stats,
+                                                shard: shard)
         let dataset = loader.dataset
         guard dataset.imageShape == [stage1.imageSize, stage1.imageSize, 3] else {
             throw RecipeError("data.files: frames are \(dataset.imageShape) but the stage-1 model (\(recipe.model.stage1)) reads " +
@@ -80,7 +82,6 @@ public final class InstructTuningTask: TrainingTask {
             multimodal = nil
         }
         multimodalSampler = EpisodeSampler(lengths: [multimodal?.examples.count ?? 1], seed: UInt64(recipe.train.seed) &+ 13)
-        rng = RNG(seed: UInt64(recipe.train.seed) &+ 17)
 
         for name in Self.inheritedFiles {
             let data = try Data(contentsOf: stage1Folder.appendingPathComponent(name))
@@ -90,14 +91,15 @@ public final class InstructTuningTask: TrainingTask {
         try writeAtomically(run.url.appendingPathComponent(ActionPolicy.stage1RecipeFile)) { try $0.write(stage1Recipe) }
     }
 
-    /// The robot batch's model inputs, with each sample's token roles and text kind.
-    func inputs(_ batch: EpisodeBatch) -> (inputs: ActionInputs, roles: [TokenRole], kinds: [InstructMix.Kind]) {
+    /// The robot batch's model inputs, with each sample's token roles and text kind; sample i draws
+    /// its text from `rngs[i]`.
+    func inputs(_ batch: EpisodeBatch, rngs: inout [RNG]) -> (inputs: ActionInputs, roles: [TokenRole], kinds: [InstructMix.Kind]) {
         let b = batch.instructions.count
         var examples: [(ids: [Int32], targets: [Int32], roles: [TokenRole])] = [], kinds: [InstructMix.Kind] = []
         for i in 0..<b {
             let (episode, step) = batch.frames[i]
             let (conversation, kind) = mix.conversation(instruction: batch.instructions[i], annotations: annotations[episode],
-                                                        motion: { motion.phrase(episode: episode, step: step) }, rng: &rng)
+                                                        motion: { motion.phrase(episode: episode, step: step) }, rng: &rngs[i])
             examples.append(conversations(conversation))
             kinds.append(kind)
         }
@@ -117,9 +119,12 @@ public final class InstructTuningTask: TrainingTask {
     public func trainingLoss() throws -> MicroBatch {
         let batch = try loader.next()
         let started = Date()
-        let (inputs, roles, kinds) = inputs(batch)
+        // A sample's text, flow time and noise follow from its place in the data stream, so a
+        // data-parallel job draws exactly what one process would.
+        var rngs = batch.positions.map { sampleRNG(seed: UInt64(recipe.train.seed) &+ 17, position: $0) }
+        let (inputs, roles, kinds) = inputs(batch, rngs: &rngs)
         let dataSeconds = batch.waitSeconds + Date().timeIntervalSince(started)
-        let loss = vla.loss(inputs, actions: batch.actions, rng: &rng, flowSamples: recipe.flow.samples)
+        let loss = vla.loss(inputs, actions: batch.actions, sampleRNGs: rngs, flowSamples: recipe.flow.samples)
         var metrics = ["flow_loss": Double(loss.flow.item()), "lm_loss": Double(loss.language.item())]
         if let scales = vla.lastScales, let head = vla.scaleHead {
             metrics.merge(Self.routing(scales, roles: roles, adapters: head.adapterNames)) { $1 }
@@ -144,11 +149,16 @@ public final class InstructTuningTask: TrainingTask {
         return out
     }
 
+    /// The examples of the next multimodal batch: this shard's block of `multimodal.batch_size`.
+    func nextMultimodalIndices() -> [Int] {
+        shard.take(recipe.multimodal.batchSize) { multimodalSampler.next().step }
+    }
+
     /// A multimodal VQA batch (question → answer, LM loss only) after each robot update.
     public func auxiliaryLoss() throws -> MicroBatch? {
         guard let data = multimodal else { return nil }
         let started = Date()
-        let indices = (0..<recipe.multimodal.batchSize).map { _ in multimodalSampler.next().step }
+        let indices = nextMultimodalIndices()
         let pixels = try data.pixels(indices)
         let examples = indices.map { i in
             let e = data.examples[i]
@@ -168,14 +178,12 @@ public final class InstructTuningTask: TrainingTask {
     public func save(into state: inout TrainerState) {
         loader.save(into: &state)
         multimodalSampler.save(into: &state, name: "multimodal_sampler")
-        state.setRNG("stage2", rng)
         state.setRNG("lora_dropout", vla.adapters.rng)
     }
 
     public func restore(from state: TrainerState) throws {
         try loader.restore(from: state)
         try multimodalSampler.restore(from: state, name: "multimodal_sampler")
-        rng = try state.rng("stage2")
         vla.adapters.rng = try state.rng("lora_dropout")
     }
 }
