@@ -81,7 +81,6 @@ public indirect enum RecipeValue: Equatable, Sendable, CustomStringConvertible {
         return .map(mine)
     }
 
-    /// Sets the value at a dotted path, creating maps on the way.
     /// The value at a dotted path, nil where the path leads nowhere.
     func value(at path: ArraySlice<String>) -> RecipeValue? {
         guard let head = path.first else { return self }
@@ -89,6 +88,7 @@ public indirect enum RecipeValue: Equatable, Sendable, CustomStringConvertible {
         return m[head]?.value(at: path.dropFirst())
     }
 
+    /// Sets the value at a dotted path, creating maps on the way.
     func setting(_ path: ArraySlice<String>, to value: RecipeValue) -> RecipeValue {
         guard let head = path.first else { return value }
         var map: [String: RecipeValue] = [:]
