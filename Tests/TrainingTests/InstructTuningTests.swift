@@ -185,7 +185,7 @@ final class InstructTuningTests: XCTestCase {
     }
 
     /// As rank r of a data-parallel job, the task's multimodal batch of `batch_size` is the r-th block of
-    /// what one process with the jobs's total batch draws, batch after batch.
+    /// what one process with the job's total batch draws, batch after batch.
     func testMultimodalBatchesAreBlocksOfOneProcesssBatch() throws {
         let recipe = try recipe("stage2-shards")
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2shards-\(UUID().uuidString.prefix(8))")
