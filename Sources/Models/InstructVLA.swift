@@ -63,7 +63,6 @@ public final class InstructVLA: Module {
         self.queryIds = queryIds
         super.init()
         vlm.freeze()
-        let lm = vlm.languageModel
         for linear in adaptedLayers {
             let adapters = linear.adapters ?? LoRAAdapters(context: self.adapters)
             adapters.add("action", inFeatures: linear.weight.shape[1], outFeatures: linear.weight.shape[0], rank: lora.rank,
@@ -71,9 +70,17 @@ public final class InstructVLA: Module {
             linear.adapters = adapters
         }
         // Only the query rows of the vocabulary train (in the embedding, and so in a tied LM head).
+        trainVocabularyRows(queryIds)
+    }
+
+    /// Makes the rows of `ids` train (in the embedding and an untied LM head), beside those that
+    /// already do; the other rows stay frozen.
+    public func trainVocabularyRows(_ ids: [Int32]) {
+        let lm = vlm.languageModel
         for weight in [lm.model.embedTokens.weight] + (lm.lmHead.map { [$0.weight] } ?? []) {
-            var rows = [Bool](repeating: false, count: weight.shape[0])
-            for id in queryIds { rows[Int(id)] = true }
+            if weight.requiresGrad && weight.trainableRows == nil { continue }  // every row trains already
+            var rows = weight.trainableRows ?? [Bool](repeating: false, count: weight.shape[0])
+            for id in ids { rows[Int(id)] = true }
             weight.trainableRows = rows
             weight.requiresGrad = true
         }

@@ -53,7 +53,12 @@ public enum TaskRegistry {
             let warnings = task.unannotatedFiles.map {
                 "warning: \($0) has no VLA-IT annotations (Datasets/metaworld/annotate.py adds them): its samples train as plain commands only"
             }
-            return try trainer.run(header: header + prepared.notes + ["stage 1: \(task.stage1.source.path)", "stage 2: \(mode)"] + warnings)
+            let tokenizer = task.stage1.prompt.tokenizer
+            let vocabulary = task.unseenTokens.isEmpty ? [] : [
+                "vocabulary: the query rows and \(task.unseenTokens.count) rows of tokens the VLM never read train: " +
+                task.unseenTokens.map { tokenizer.decode([$0]).debugDescription }.joined(separator: " "),
+            ]
+            return try trainer.run(header: header + prepared.notes + ["stage 1: \(task.stage1.source.path)", "stage 2: \(mode)"] + vocabulary + warnings)
         default:
             let hint = RecipeValidator.closest(task, among: names).map { " (did you mean '\($0)'?)" } ?? ""
             throw RecipeError("\(url.path): task: unknown task '\(task)'\(hint); known: \(names.joined(separator: ", "))")

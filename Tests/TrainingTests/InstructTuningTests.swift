@@ -86,8 +86,8 @@ final class InstructTuningTests: XCTestCase {
         let (task, records) = try train(url, in: root.appendingPathComponent("straight")) { task in
             for (name, p) in task.vla.namedParameters() { initial[name] = p.toArray() }
         }
-        let queryRows = Set(task.stage1.prompt.queryIds.map(Int.init))
-        var moved: Set<String> = []
+        let queryRows = Set(task.stage1.prompt.queryIds.map(Int.init)), unseenRows = Set(task.unseenTokens.map(Int.init))
+        var moved: Set<String> = [], movedUnseen = 0
         for (name, p) in task.vla.namedParameters() {
             let now = p.toArray(), before = initial[name]!
             if name.hasSuffix("embed_tokens.weight") {
@@ -95,7 +95,11 @@ final class InstructTuningTests: XCTestCase {
                 for row in 0..<p.shape[0] {
                     let range = (row * c)..<((row + 1) * c)
                     let same = Array(now[range]) == Array(before[range])
-                    XCTAssertEqual(same, !queryRows.contains(row), "\(name) row \(row)")
+                    if unseenRows.contains(row) {
+                        movedUnseen += same ? 0 : 1
+                    } else {
+                        XCTAssertEqual(same, !queryRows.contains(row), "\(name) row \(row)")
+                    }
                 }
             } else if name.hasPrefix("action_model.") || (name.hasPrefix("vlm.") && !name.contains(".lora_")) {
                 XCTAssertEqual(now, before, "\(name) is frozen but changed")
@@ -107,6 +111,7 @@ final class InstructTuningTests: XCTestCase {
         XCTAssertTrue(moved.contains("vlm.language_model.model.layers.0.mlp.down_proj.lora_A.action.weight"), "the action LoRA trains")
         XCTAssertTrue(moved.contains { $0.hasPrefix("scale_head.") }, "the router trains")
         XCTAssertEqual(initial["vlm.language_model.model.layers.0.self_attn.q_proj.lora_B.language.weight"]!.allSatisfy { $0 == 0 }, true)
+        XCTAssertGreaterThan(movedUnseen, 0, "rows of tokens the VLM never read train")
 
         let losses: [Double] = records.compactMap { $0.values["loss"] }
         XCTAssertEqual(losses.count, 6)
@@ -123,6 +128,33 @@ final class InstructTuningTests: XCTestCase {
         _ = try train(url, in: root.appendingPathComponent("resumed"), stopAt: 3)
         let (_, resumed) = try train(url, in: root.appendingPathComponent("resumed"))
         XCTAssertEqual(resumed.compactMap { $0.values["loss"] } as [Double], losses, "resumed run must repeat the uninterrupted one")
+    }
+
+    /// The VLM's corpus (shapes questions, all lower case) never has "P" of the responses' "Put …":
+    /// that row trains with the query rows; the tokens of a shapes question do not; and
+    /// `model.train_unseen_tokens: false` leaves the query rows alone.
+    func testRowsOfTokensTheVLMNeverReadTrainUnlessTurnedOff() throws {
+        let url = try recipe("stage2-unseen")
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2unseen-\(UUID().uuidString.prefix(8))")
+        func task(_ overrides: [String], _ name: String) throws -> InstructTuningTask {
+            let prepared = try RunSetup.prepare(InstructTuningRecipe.self, recipe: url, overrides: overrides,
+                                                runDirectory: root.appendingPathComponent(name), mode: .automatic)
+            return try InstructTuningTask(prepared.recipe, run: prepared.run)
+        }
+        let on = try task([], "on")
+        let tokenizer = on.stage1.prompt.tokenizer
+        let capitalP = try XCTUnwrap(tokenizer.encode("Put").first)
+        XCTAssertEqual(tokenizer.decode([capitalP]), "P")
+        XCTAssertTrue(on.unseenTokens.contains(capitalP), "\(on.unseenTokens.map { tokenizer.decode([$0]) })")
+        let read = tokenizer.encode("what shape is the red object?")
+        XCTAssertTrue(Set(read).isDisjoint(with: on.unseenTokens), "a shapes question's tokens were read")
+        let rows = try XCTUnwrap(on.vla.vlm.languageModel.model.embedTokens.weight.trainableRows)
+        XCTAssertEqual(Set(rows.indices.filter { rows[$0] }.map(Int32.init)), Set(on.stage1.prompt.queryIds + on.unseenTokens))
+
+        let off = try task(["model.train_unseen_tokens=false"], "off")
+        XCTAssertEqual(off.unseenTokens, [])
+        let offRows = try XCTUnwrap(off.vla.vlm.languageModel.model.embedTokens.weight.trainableRows)
+        XCTAssertEqual(Set(offRows.indices.filter { offRows[$0] }.map(Int32.init)), Set(off.stage1.prompt.queryIds))
     }
 
     /// `router.warmup_steps`: until then every token gets λ = 1/2 and the scale head does not move,
@@ -203,8 +235,8 @@ final class InstructTuningTests: XCTestCase {
         }
     }
 
-    /// Over many draws the text kinds follow the recipe's mix; samples without annotations fall back
-    /// to the plain command.
+    /// Over many draws the text kinds follow the recipe's mix, and the conversations drawn are those
+    /// `possibleConversations` lists; samples without annotations fall back to the plain command.
     func testInstructMixFollowsTheRecipeAndFallsBack() throws {
         let tokenizer = try BPETokenizer.train(corpus: ["What action should the robot take to close the drawer?"], vocabularySize: 300,
                                                specialTokens: ChatTemplate.specialTokens(actionQueries: 2))
@@ -219,9 +251,13 @@ final class InstructTuningTests: XCTestCase {
         var rng = RNG(seed: 3)
         var counts: [InstructMix.Kind: Int] = [:]
         let n = 4000
+        // What the unseen-token rows are chosen from: every conversation the mix can draw.
+        let possible = Set(mix.possibleConversations(instruction: "close the drawer", annotations: annotations, motions: ["move left"]))
+        var drawn = Set<Conversation>()
         for _ in 0..<n {
             let (conversation, kind) = mix.conversation(instruction: "close the drawer", annotations: annotations, motion: { "move left" }, rng: &rng)
             counts[kind, default: 0] += 1
+            drawn.insert(conversation)
             switch kind {
             case .dialogue: XCTAssertEqual(conversation.turns.count, 2)
             case .context, .rewriting: XCTAssertTrue(conversation.turns[0].user.hasSuffix("First answer my question."))
@@ -232,6 +268,7 @@ final class InstructTuningTests: XCTestCase {
                 XCTAssertEqual(conversation.turns[0].answer, "Close the drawer.")
             }
         }
+        XCTAssertEqual(drawn, possible, "possibleConversations lists exactly what the mix draws")
         func share(_ k: InstructMix.Kind) -> Double { Double(counts[k] ?? 0) / Double(n) }
         XCTAssertEqual(share(.plain) + share(.motion) + share(.restate), 0.4, accuracy: 0.03)
         XCTAssertEqual(share(.motion) / 0.4, 0.2, accuracy: 0.04)

@@ -22,6 +22,8 @@ public final class ActionPolicy {
     /// The stage-1 recipe (the architecture); for a stage-2 model also its `instruct-tune` recipe.
     public let recipe: ActionPretrainingRecipe
     public let instruct: InstructTuningRecipe?
+    /// The stage-0 recipe: the VLM's architecture and the data it was trained on.
+    public let vlmRecipe: VLMRecipe
     public let imageSize: Int
     /// Where the weights came from: a checkpoint's model.safetensors (or its ema.safetensors, the
     /// trainable weights' average, beside it) or a bundle's.
@@ -63,7 +65,7 @@ public final class ActionPolicy {
         default:
             throw RecipeError("\(recipeURL.path): task '\(task)' is not a policy (pretrain-action or instruct-tune)")
         }
-        let vlmRecipe = try RecipeValidator.read(folder.appendingPathComponent("vlm_recipe.yaml"), as: VLMRecipe.self, hint: hint)
+        vlmRecipe = try RecipeValidator.read(folder.appendingPathComponent("vlm_recipe.yaml"), as: VLMRecipe.self, hint: hint)
         let tokenizer = try BPETokenizer(contentsOf: folder.appendingPathComponent("tokenizer.json"))
         let statsURL = folder.appendingPathComponent("norm_stats.json")
         guard let statsData = try? Data(contentsOf: statsURL) else { throw RecipeError("\(statsURL.path): missing") }

@@ -40,4 +40,21 @@ struct InstructMix {
         }
         return (Conversation([command]), .plain)
     }
+
+    /// Every conversation `conversation` can draw for an episode, with each of `motions` as its
+    /// motion phrase.
+    func possibleConversations(instruction: String, annotations: [Annotation], motions: Set<String>) -> [Conversation] {
+        let command = prompt.actionTurn(instruction)
+        var all = [Conversation([command])] + motions.map { Conversation([prompt.actionTurn(instruction, .motion, answer: $0)]) }
+        for annotation in annotations {
+            switch annotation.category {
+            case .caption, .qa:
+                all.append(Conversation([Conversation.Turn(user: annotation.prompt, answer: annotation.response, queries: false), command]))
+            case .commandRewriting, .contextCreation:
+                all.append(Conversation([prompt.actionTurn(annotation.prompt, .think, answer: annotation.response)]))
+                all.append(Conversation([prompt.actionTurn(instruction, .think, answer: annotation.response)]))
+            }
+        }
+        return all
+    }
 }

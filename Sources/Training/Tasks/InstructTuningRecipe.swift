@@ -13,6 +13,10 @@ public struct InstructTuningRecipe: RecipeSchema {
         /// The ablation: no language LoRA or router; the whole LM (and the action LoRA) fine-tunes
         /// on the same data, to measure the forgetting the mixture avoids.
         public var fullFinetune = false
+        /// Train the vocabulary rows of tokens this run's text uses that the stage-0 VLM never read
+        /// (capital letters, pieces of new words), beside the query rows: frozen at their random
+        /// start, the LM can hardly learn to say them (see `UnseenTokens`). false: the query rows alone.
+        public var trainUnseenTokens = true
     }
     /// The scale head (PEFT X-LoRA's classifier; the paper: depth 4, width 128, dropout 0.2).
     public struct Router: Codable, Sendable, Equatable {

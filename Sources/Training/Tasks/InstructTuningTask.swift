@@ -23,6 +23,9 @@ public final class InstructTuningTask: TrainingTask {
     /// Data files none of whose episodes carries a VLA-IT annotation: their samples can only be drawn
     /// as plain commands, so thinking about their tasks is never trained (the trainer warns).
     public let unannotatedFiles: [String]
+    /// Tokens of this run's text that the stage-0 VLM never read, whose vocabulary rows train beside
+    /// the queries' (`model.train_unseen_tokens`; see `UnseenTokens`).
+    public let unseenTokens: [Int32]
     let motion: MotionPhrases
     let mix: InstructMix
     let imageTokens: ImageTokenCache
@@ -67,10 +70,25 @@ public final class InstructTuningTask: TrainingTask {
         var listed = Set<String>()
         unannotatedFiles = recipe.mix.plain < 1
             ? dataset.episodes.map(\.file).filter { !annotatedFiles.contains($0) && listed.insert($0).inserted } : []
-        motion = try MotionPhrases(stage1.recipe.languageMotion, dataset: dataset)
-        mix = InstructMix(mix: recipe.mix, prompt: stage1.prompt)
+        let motion = try MotionPhrases(stage1.recipe.languageMotion, dataset: dataset)
+        let mix = InstructMix(mix: recipe.mix, prompt: stage1.prompt)
+        let conversations = ConversationCache(prompt: stage1.prompt)
+        (self.motion, self.mix, self.conversations) = (motion, mix, conversations)
+        if recipe.model.trainUnseenTokens && !recipe.model.fullFinetune {
+            let corpus = try UnseenTokens.corpus(of: stage1.vlmRecipe, source: stage1Folder.appendingPathComponent("vlm_recipe.yaml").path,
+                                                 tokenizer: stage1.prompt.tokenizer, template: stage1.prompt.template)
+            var texts = Set<Conversation>()
+            for (e, episode) in dataset.episodes.enumerated() {
+                texts.formUnion(mix.possibleConversations(instruction: episode.instruction, annotations: annotations[e],
+                                                          motions: recipe.mix.motion > 0 ? motion.phrases(episode: e) : []))
+            }
+            let queries = Set(stage1.prompt.queryIds)
+            unseenTokens = UnseenTokens.ids(of: texts.lazy.map { conversations($0).ids }, outside: corpus).filter { !queries.contains($0) }
+            vla.trainVocabularyRows(unseenTokens)
+        } else {
+            unseenTokens = []
+        }
         imageTokens = ImageTokenCache(vlm: vla.vlm, dataset: dataset)
-        conversations = ConversationCache(prompt: stage1.prompt)
 
         if recipe.multimodal.batchSize > 0 && !recipe.multimodal.files.isEmpty {
             let vqa = try VQADataset(files: EpisodeDataSection.expand(recipe.multimodal.files, key: "multimodal.files"), split: recipe.multimodal.split)

@@ -19,4 +19,9 @@ struct MotionPhrases {
         let later = min(step + motion.window, r.count / d - 1)
         return motion.phrase(from: r[(step * d)..<((step + 1) * d)], to: r[(later * d)..<((later + 1) * d)])
     }
+
+    /// The distinct phrases of an episode's frames.
+    func phrases(episode: Int) -> Set<String> {
+        Set((0..<(rows[episode].count / proprioDim)).map { phrase(episode: episode, step: $0) })
+    }
 }
