@@ -2,7 +2,7 @@ import Autograd
 import Foundation
 
 /// One image-question-answer example.
-public struct VQAExample: Sendable, Equatable {
+public struct VQAExample: Sendable, Hashable {
     public let question: String
     public let answer: String
     /// The question family (e.g. "color", "count"), for per-type accuracy.

@@ -21,8 +21,9 @@ enum UnseenTokens {
                               "model.train_unseen_tokens: false trains the query rows alone)")
         }
         var ids = Set<Int32>()
-        for question in Set(examples.map(\.question)) { ids.formUnion(tokenizer.encode(template.prompt(question: question, withImage: true))) }
-        for answer in Set(examples.map(\.answer)) { ids.formUnion(tokenizer.encode(answer + ChatTemplate.imEnd)) }
+        for e in Set(examples) {
+            ids.formUnion(template.trainingExample(question: e.question, answer: e.answer, withImage: true, tokenizer: tokenizer, length: nil).ids)
+        }
         return ids
     }
 
