@@ -57,31 +57,30 @@ public struct LoaderOptions: Sendable {
 }
 
 /// The queue between the loader's worker thread and its consumer. The worker holds this strongly
-/// and the loader only weakly, so dropping the loader ends the worker (its deinit closes the channel).
+/// and never the loader, so dropping the loader ends the worker (its deinit closes the channel).
 final class BatchChannel: @unchecked Sendable {
     let condition = NSCondition()
     var queue: [(batch: EpisodeBatch, after: EpisodeSampler)] = []
     var failure: Error?
     /// Bumped by every restart or close; a worker of an older generation exits and its batch is dropped.
     var generation = 0
+    /// Workers assembling a batch right now: the only time a worker holds the loader's assembler.
+    var assembling = 0
 }
 
 /// Batches in sampler order, decoded and augmented on a background thread. Augmentation draws
 /// depend only on (seed, epoch, cursor), never on timing, so a resumed run gets identical batches.
 public final class EpisodeLoader: @unchecked Sendable {
-    public let dataset: EpisodeDataset
-    public let stats: NormStats
-    public let options: LoaderOptions
+    public var dataset: EpisodeDataset { assembler.dataset }
+    public var stats: NormStats { assembler.stats }
+    public var options: LoaderOptions { assembler.options }
+    /// Mean and standard deviation of each `auxiliaryDims` column over the dataset.
+    public var auxiliaryMoments: (mean: [Float], std: [Float]) { assembler.auxiliaryMoments }
     /// The position after the last batch handed out: what a checkpoint saves.
     public private(set) var consumed: EpisodeSampler
-    /// The dataset episode behind each of the sampler's episodes: repeats and opening copies (cut
-    /// after `openingSteps`, the last of them) name their episode again.
-    let sampledEpisodes: [Int]
 
+    private let assembler: BatchAssembler
     private let channel = BatchChannel()
-    private let augmentation: ImageAugmentation
-    /// Mean and standard deviation of each `auxiliaryDims` column over the dataset.
-    public let auxiliaryMoments: (mean: [Float], std: [Float])
 
     public init(dataset: EpisodeDataset, stats: NormStats, options: LoaderOptions) throws {
         guard stats.schema == dataset.statsSchema else { throw EpisodeError("norm stats are for \(stats.schema), the dataset is \(dataset.statsSchema)") }
@@ -99,16 +98,14 @@ public final class EpisodeLoader: @unchecked Sendable {
             throw EpisodeError("loader options: \(options.openingRepeats.count) opening repeat counts (each >= 1) for \(dataset.episodes.count) " +
                                "episodes, over the first \(options.openingSteps) steps (at least 1)")
         }
-        (self.dataset, self.stats, self.options) = (dataset, stats, options)
-        augmentation = ImageAugmentation(cropAndJitter: options.augment, shift: options.shift)
-        auxiliaryMoments = try Self.moments(dataset, columns: options.auxiliaryDims)
         let whole = options.repeats.isEmpty
             ? Array(dataset.episodes.indices)
             : dataset.episodes.indices.flatMap { Array(repeating: $0, count: options.repeats[$0]) }
         let openings = options.openingRepeats.isEmpty ? [] : dataset.episodes.indices.flatMap { e in
             Array(repeating: e, count: (options.repeats.isEmpty ? 1 : options.repeats[e]) * (options.openingRepeats[e] - 1))
         }
-        sampledEpisodes = whole + openings
+        assembler = BatchAssembler(dataset: dataset, stats: stats, options: options, sampledEpisodes: whole + openings,
+                                   auxiliaryMoments: try Self.moments(dataset, columns: options.auxiliaryDims))
         let lengths = whole.map { dataset.episodes[$0].length } + openings.map { min(dataset.episodes[$0].length, options.openingSteps) }
         consumed = EpisodeSampler(lengths: lengths, seed: options.seed)
         start(from: consumed)
@@ -141,11 +138,15 @@ public final class EpisodeLoader: @unchecked Sendable {
         start(from: sampler)
     }
 
+    /// Retires the worker and waits for a batch it is assembling, so that once the loader is gone no
+    /// thread reads its files: a process that exits right after dropping it (a refused resume) would
+    /// otherwise tear HDF5 down under a read in flight and die of SIGILL instead of its exit status.
     private func close() {
         channel.condition.lock()
         channel.generation += 1
         channel.queue.removeAll()
         channel.condition.broadcast()
+        while channel.assembling > 0 { channel.condition.wait() }
         channel.condition.unlock()
     }
 
@@ -160,25 +161,27 @@ public final class EpisodeLoader: @unchecked Sendable {
         c.condition.broadcast()
         c.condition.unlock()
         let prefetch = options.prefetch
-        // The worker touches the loader only to assemble a batch, outside the channel's lock, so the
-        // loader's deinit (which takes that lock) can never run while the worker holds it.
-        let thread = Thread { [weak self] in
+        // The worker holds the loader's assembler weakly and strongly only while `assembling` counts
+        // it, and never the loader: so the loader's last owner runs its deinit, which waits for that
+        // batch, and then frees the assembler (closing the files) on the owner's thread.
+        let thread = Thread { [weak assembler] in
             var next = sampler
             while true {
                 c.condition.lock()
                 while c.generation == mine && c.queue.count >= prefetch { c.condition.wait() }
-                let current = c.generation == mine
+                guard c.generation == mine else { c.condition.unlock(); return }
+                c.assembling += 1
                 c.condition.unlock()
-                guard current else { return }
                 var advanced = next
-                let result: Result<EpisodeBatch, Error>? = { () -> Result<EpisodeBatch, Error>? in
-                    guard let loader = self else { return nil }
-                    return Result { try loader.assemble(&advanced) }
+                let result: Result<EpisodeBatch, Error>? = {
+                    guard let assembler else { return nil }
+                    return Result { try assembler.assemble(&advanced) }
                 }()
-                guard let result else { return }
                 c.condition.lock()
                 defer { c.condition.unlock() }
-                guard c.generation == mine else { return }
+                c.assembling -= 1
+                c.condition.broadcast()
+                guard c.generation == mine, let result else { return }
                 switch result {
                 case .success(let batch):
                     c.queue.append((batch, advanced))
@@ -209,8 +212,28 @@ public final class EpisodeLoader: @unchecked Sendable {
         return (stats.mean.map { Float($0) }, stats.std.map { $0 > 1e-6 ? Float($0) : 1 })
     }
 
+    /// Reads, augments and normalises one batch, advancing `sampler` (on the caller's thread).
+    public func assemble(_ sampler: inout EpisodeSampler) throws -> EpisodeBatch { try assembler.assemble(&sampler) }
+}
+
+/// What the worker needs to read one batch: the dataset and how to sample, augment and normalise it.
+final class BatchAssembler: @unchecked Sendable {
+    let dataset: EpisodeDataset
+    let stats: NormStats
+    let options: LoaderOptions
+    /// The dataset episode behind each of the sampler's episodes: repeats and opening copies (cut
+    /// after `openingSteps`, the last of them) name their episode again.
+    let sampledEpisodes: [Int]
+    let auxiliaryMoments: (mean: [Float], std: [Float])
+    let augmentation: ImageAugmentation
+
+    init(dataset: EpisodeDataset, stats: NormStats, options: LoaderOptions, sampledEpisodes: [Int], auxiliaryMoments: (mean: [Float], std: [Float])) {
+        (self.dataset, self.stats, self.options, self.sampledEpisodes, self.auxiliaryMoments) = (dataset, stats, options, sampledEpisodes, auxiliaryMoments)
+        augmentation = ImageAugmentation(cropAndJitter: options.augment, shift: options.shift)
+    }
+
     /// Reads, augments and normalises one batch, advancing `sampler`.
-    public func assemble(_ sampler: inout EpisodeSampler) throws -> EpisodeBatch {
+    func assemble(_ sampler: inout EpisodeSampler) throws -> EpisodeBatch {
         let (b, horizon, a, p) = (options.batchSize, options.horizon, dataset.actionDim, dataset.proprioDim)
         let cameras = dataset.layout.imageKeys.count
         let (h, w) = (dataset.imageShape[0], dataset.imageShape[1])
