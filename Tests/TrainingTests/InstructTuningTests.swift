@@ -286,55 +286,6 @@ final class InstructTuningTests: XCTestCase {
         }
     }
 
-    /// `mix.word_noise` replaces and inserts made-up words in context and rewriting instructions at
-    /// its rate, keeps their responses, and leaves every other kind of text as it was.
-    func testWordNoiseTouchesOnlyContextAndRewritingInstructions() throws {
-        var rng = RNG(seed: 5)
-        let words = (0..<20).map { String(UnicodeScalar(UInt8(97 + $0))) }  // one-letter words; made-up ones have 3-8
-        let before = rng
-        XCTAssertEqual(InstructMix.withWordNoise(words.joined(separator: " "), rate: 0, rng: &rng), words.joined(separator: " "))
-        XCTAssertEqual(rng, before, "rate 0 draws nothing, so recipes without noise keep their streams")
-        var kept = 0, madeUp = 0
-        for _ in 0..<500 {
-            let noised = InstructMix.withWordNoise(words.joined(separator: " "), rate: 0.2, rng: &rng).split(separator: " ")
-            let original = noised.filter { $0.count == 1 }
-            XCTAssertEqual(original.map(String.init), words.filter { original.map(String.init).contains($0) }, "kept words stay in order")
-            kept += original.count
-            madeUp += noised.count - original.count
-            XCTAssertTrue(noised.allSatisfy { $0.count == 1 || (3...8).contains($0.count) && $0.allSatisfy { $0.isLowercase } })
-        }
-        XCTAssertEqual(Double(kept) / 10_000, 0.8, accuracy: 0.02, "a fifth of the words replaced")
-        XCTAssertEqual(Double(madeUp) / 10_000, 0.4, accuracy: 0.02, "replaced plus inserted: 0.2 + 0.2 per word")
-
-        let tokenizer = try BPETokenizer.train(corpus: ["What action should the robot take to close the drawer?"], vocabularySize: 300,
-                                               specialTokens: ChatTemplate.specialTokens(actionQueries: 2))
-        let prompt = try ActionPrompt(template: ChatTemplate(imageTokens: 2), tokenizer: tokenizer, numQueries: 2)
-        var fractions = InstructTuningRecipe.Mix()
-        (fractions.restate, fractions.wordNoise) = (0.5, 0.3)
-        let mix = InstructMix(mix: fractions, prompt: prompt)
-        let annotations = [Annotation(category: .qa, question: "Is the drawer open at the start?", response: "yes", type: "state_start"),
-                           Annotation(category: .contextCreation, instruction: "The room is messy and the drawer is in my way.", response: "Close the drawer."),
-                           Annotation(category: .commandRewriting, instruction: "push the green drawer all the way shut", response: "Close the drawer.")]
-        let clean = Set(mix.possibleConversations(instruction: "close the drawer", annotations: annotations, motions: ["move left"]))
-        var noisedTexts = 0, thinking = 0
-        for _ in 0..<1000 {
-            let (conversation, kind) = mix.conversation(instruction: "close the drawer", annotations: annotations, motion: { "move left" }, rng: &rng)
-            if kind == .context || kind == .rewriting {
-                thinking += 1
-                XCTAssertEqual(conversation.turns[0].answer, "Close the drawer.")
-                if !clean.contains(conversation) { noisedTexts += 1 }
-            } else {
-                XCTAssertTrue(clean.contains(conversation), "\(kind) texts carry no noise")
-            }
-        }
-        // An 8-10-word instruction comes through untouched with probability 0.7^16-0.7^20 (< 0.4%).
-        XCTAssertGreaterThan(thinking, 300)
-        XCTAssertGreaterThan(Double(noisedTexts) / Double(thinking), 0.98)
-        var recipe = InstructTuningRecipe()
-        (recipe.model.stage1, recipe.data.files, recipe.mix.wordNoise) = ("x", ["x.hdf5"], 0.5)
-        XCTAssertThrowsError(try recipe.validate()) { XCTAssertTrue("\($0)".contains("word_noise in [0, 0.5)"), "\($0)") }
-    }
-
     /// Generation with the two KV caches (base pass for the router, adapted pass) picks exactly the
     /// tokens a full recompute of the routed model picks at every step.
     func testCachedRoutedGenerationMatchesFullRecompute() throws {

@@ -30,8 +30,7 @@ struct InstructMix {
         if u >= mix.plain + mix.dialogue {
             let isContext = u < mix.plain + mix.dialogue + mix.context
             if let command = pick(isContext ? .contextCreation : .commandRewriting) {
-                let instruction = Self.withWordNoise(command.prompt, rate: mix.wordNoise, rng: &rng)
-                return (Conversation([prompt.actionTurn(instruction, .think, answer: command.response)]), isContext ? .context : .rewriting)
+                return (Conversation([prompt.actionTurn(command.prompt, .think, answer: command.response)]), isContext ? .context : .rewriting)
             }
         }
         if withMotion { return (Conversation([prompt.actionTurn(instruction, .motion, answer: motion())]), .motion) }
@@ -42,25 +41,8 @@ struct InstructMix {
         return (Conversation([command]), .plain)
     }
 
-    /// `text` with each word replaced by a made-up word (3-8 random letters) with probability `rate`
-    /// and a made-up word inserted after it with the same probability (`mix.word_noise`); `text`
-    /// itself, drawing nothing, at rate 0.
-    static func withWordNoise(_ text: String, rate: Double, rng: inout RNG) -> String {
-        guard rate > 0 else { return text }
-        func madeUp() -> String {
-            let letters = Array("abcdefghijklmnopqrstuvwxyz")
-            return String((0..<(3 + Int(rng.uniform() * 6) % 6)).map { _ in letters[Int(rng.uniform() * 26) % 26] })
-        }
-        var words: [String] = []
-        for word in text.split(separator: " ") {
-            words.append(Double(rng.uniform()) < rate ? madeUp() : String(word))
-            if Double(rng.uniform()) < rate { words.append(madeUp()) }
-        }
-        return words.joined(separator: " ")
-    }
-
     /// Every conversation `conversation` can draw for an episode, with each of `motions` as its
-    /// motion phrase (and context and rewriting instructions as annotated, without word noise).
+    /// motion phrase.
     func possibleConversations(instruction: String, annotations: [Annotation], motions: Set<String>) -> [Conversation] {
         let command = prompt.actionTurn(instruction)
         var all = [Conversation([command])] + motions.map { Conversation([prompt.actionTurn(instruction, .motion, answer: $0)]) }

@@ -43,12 +43,6 @@ public struct InstructTuningRecipe: RecipeSchema {
         /// queries. Thinking inference asks every command that way; without these samples a command
         /// that already names its object is answered as a rewriting, often of another object.
         public var restate = 0.0
-        /// Each word of a context or rewriting instruction is replaced by a made-up word with this
-        /// probability, and a made-up word is inserted after it with the same probability; the
-        /// response stays. Held-out phrasings bring words no stage ever read ("relocate the item
-        /// …"), which otherwise pull the response to another object; with noise the model learns
-        /// to read past words it does not know.
-        public var wordNoise = 0.0
     }
     /// Image/question/answer data trained with its own optimizer step after each robot update.
     public struct Multimodal: Codable, Sendable, Equatable {
@@ -101,10 +95,8 @@ public struct InstructTuningRecipe: RecipeSchema {
         try data.validate(viewsInherited: true)
         guard !model.stage1.isEmpty else { throw RecipeError("model.stage1: give the stage-1 run folder (e.g. Checkpoints/tiny/stage1)") }
         let parts = [mix.plain, mix.dialogue, mix.context, mix.rewriting]
-        guard parts.allSatisfy({ $0 >= 0 }), abs(parts.reduce(0, +) - 1) < 1e-6, (0...1).contains(mix.motion), (0...1).contains(mix.restate),
-              (0..<0.5).contains(mix.wordNoise) else {
-            throw RecipeError("mix: plain, dialogue, context and rewriting must be >= 0 and sum to 1 (got \(parts.reduce(0, +))); " +
-                              "motion and restate in [0, 1]; word_noise in [0, 0.5)")
+        guard parts.allSatisfy({ $0 >= 0 }), abs(parts.reduce(0, +) - 1) < 1e-6, (0...1).contains(mix.motion), (0...1).contains(mix.restate) else {
+            throw RecipeError("mix: plain, dialogue, context and rewriting must be >= 0 and sum to 1 (got \(parts.reduce(0, +))); motion and restate in [0, 1]")
         }
         try lora.validate()
         try flow.validate()

@@ -118,9 +118,7 @@ public final class InstructTuningTask: TrainingTask {
             let (episode, step) = batch.frames[i]
             let (conversation, kind) = mix.conversation(instruction: batch.instructions[i], annotations: annotations[episode],
                                                         motion: { motion.phrase(episode: episode, step: step) }, rng: &rngs[i])
-            // A noised instruction is drawn once; caching it would only grow the cache.
-            let noised = recipe.mix.wordNoise > 0 && (kind == .context || kind == .rewriting)
-            examples.append(noised ? stage1.prompt.tokenized(conversation) : conversations(conversation))
+            examples.append(conversations(conversation))
             kinds.append(kind)
         }
         let length = examples.map(\.ids.count).max()!
