@@ -13,7 +13,8 @@ stand-in for what a pretrained VLM knows from the web: the objects on the table,
 of a kind, shape or use, and where things can be put. Kinds, shapes and uses come from both lexicons
 of ../metaworld/phrasings.json: stage 2's robot annotations use only the train lexicon and the
 evaluation phrasings use the eval one, so it is this stage-0 knowledge that lets a model read "the
-beverage" as the soda can. No instruction template or context of phrasings.json appears here.
+beverage" as the soda can. No instruction template or context of phrasings.json appears here, unless
+`--knowledge` asks for the experimental `situation` kind (which object fits a context of either split).
 
     python scene_qa.py --episodes 'Datasets/metaworld-mt10/*.hdf5' --out Datasets/metaworld-mt10/scene_qa.hdf5
 
@@ -88,27 +89,35 @@ def knowledge(f, kind, rng):
     if kind == "put":
         places = sorted(t.display for t in f.targets)
         return f"where can you put the {thing.name}?", f"on the {places[0]} or the {places[1]}"
+    if kind == "situation":
+        split = ("train", "eval")[int(rng.integers(2))]
+        contexts = PHRASINGS["context_creation"][split]["contexts"][thing.name]
+        return f"which object would help someone who says: {contexts[int(rng.integers(len(contexts)))]}", f"the {thing.display}"
     raise KeyError(kind)
 
 
 KNOWLEDGE = ("objects", "colour", "kind", "shape", "use", "place", "put")
+# Not in stage 0's default knowledge: which object fits a situation, in the words of both splits'
+# context-creation contexts. It puts the held-out evaluation contexts into the data, so it is only
+# for experiments that ask whether such knowledge, if the VLM had it, would reach the actions.
+EXPERIMENTAL_KNOWLEDGE = ("situation",)
 # Frames of the first part of an instruct episode only, before the goal object moves.
 KNOWLEDGE_FRAMES = 0.2
 
 
-def collect_instruct(demo, per_demo, rng):
+def collect_instruct(demo, per_demo, rng, kinds=KNOWLEDGE):
     f = instruct_facts(json.loads(demo.attrs["scene"]))
     frames = demo["obs/agentview_rgb"]
     last = max(1, int(KNOWLEDGE_FRAMES * len(frames)))
     out = []
-    for kind in rng.permutation(KNOWLEDGE)[:per_demo]:
+    for kind in rng.permutation(kinds)[:per_demo]:
         q, a = knowledge(f, str(kind), rng)
         out.append((frames[int(rng.integers(last))], json.dumps({"question": q, "answer": a, "type": f"instruct_{kind}",
                                                                   "demo": demo.name.rsplit("/", 1)[-1]})))
     return out
 
 
-def collect(files, split, per_demo, max_demos, rng):
+def collect(files, split, per_demo, max_demos, rng, knowledge_kinds=KNOWLEDGE):
     images, qa = [], []
     for path in files:
         with h5py.File(path, "r") as h:
@@ -120,7 +129,7 @@ def collect(files, split, per_demo, max_demos, rng):
             for name in names:
                 demo = h[f"data/{name}"]
                 if task == INSTRUCT_TASK:
-                    for image, item in collect_instruct(demo, per_demo, rng):
+                    for image, item in collect_instruct(demo, per_demo, rng, knowledge_kinds):
                         images.append(image)
                         qa.append(item)
                     continue
@@ -145,8 +154,15 @@ def main():
     ap.add_argument("--max-demos", type=int, default=None, metavar="N",
                     help="ask about at most the first N demos of each file's train and valid masks (default: all), so that "
                          "a file generated with more demos for stage 1 leaves stage 0's questions as they were")
+    ap.add_argument("--knowledge", default=",".join(KNOWLEDGE), metavar="KIND,...",
+                    help=f"what instruct-scene frames are asked (default: {','.join(KNOWLEDGE)}; experimental: "
+                         f"{','.join(EXPERIMENTAL_KNOWLEDGE)})")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    kinds = tuple(args.knowledge.split(","))
+    unknown = [k for k in kinds if k not in KNOWLEDGE + EXPERIMENTAL_KNOWLEDGE]
+    if unknown or not kinds:
+        sys.exit(f"--knowledge: unknown kind(s) {unknown}; choose from {','.join(KNOWLEDGE + EXPERIMENTAL_KNOWLEDGE)}")
     if args.max_demos is not None and args.max_demos < 1:
         sys.exit(f"--max-demos must be at least 1, got {args.max_demos}")
     files = sorted(glob.glob(args.episodes))
@@ -155,11 +171,11 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = f"{args.out}.tmp-{os.getpid()}"
     with h5py.File(tmp, "w") as out:
-        out.attrs.update(generator="scene_qa.py 1.3", seed=args.seed, max_demos=args.max_demos or 0,
+        out.attrs.update(generator="scene_qa.py 1.3", seed=args.seed, max_demos=args.max_demos or 0, knowledge=args.knowledge,
                          sources=json.dumps([os.path.basename(f) for f in files]))
         for split, seed in [("train", args.seed), ("test", args.seed + 1)]:
             images, qa = collect(files, "train" if split == "train" else "valid", args.per_demo, args.max_demos,
-                                  np.random.default_rng(seed))
+                                  np.random.default_rng(seed), kinds)
             g = out.create_group(split)
             g.create_dataset("images", data=images, chunks=(min(64, len(images)),) + images.shape[1:], **hdf5plugin.Zstd(clevel=3))
             g.create_dataset("qa", data=qa, dtype=h5py.string_dtype("utf-8"))

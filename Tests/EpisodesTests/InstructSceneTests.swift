@@ -22,6 +22,8 @@ final class InstructSceneTests: XCTestCase {
             let knowledge = try XCTUnwrap(report["knowledge"] as? [String: Int])
             XCTAssertEqual(Set(knowledge.keys), Set(["objects", "colour", "kind", "shape", "use", "place", "put"].map { "instruct_\($0)" }))
             XCTAssertEqual(knowledge.values.reduce(0, +), 21)
+            // --knowledge situation asks only which object fits a context, once per demo.
+            XCTAssertEqual(report["situation_knowledge"] as? [String: Int], ["instruct_situation": 3])
             // scene_qa.py --max-demos 1 asks only about the first demo of each mask (2 train, 1 valid here).
             let masks = try XCTUnwrap(report["instruct_masks"] as? [String: [String]])
             XCTAssertEqual(masks["train"]?.count, 2)

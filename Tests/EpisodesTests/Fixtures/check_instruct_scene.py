@@ -194,7 +194,8 @@ def check_knowledge(check, items, scenes):
         colour = re.fullmatch(r"what colour is the (.+)\?", question)
         place = re.fullmatch(r"which place to put things on is (.+)\?", question)
         put = re.fullmatch(r"where can you put the (.+)\?", question)
-        if not (lexicon or colour or place or put or question == "what objects are on the table?"):
+        situation = re.fullmatch(r"which object would help someone who says: (.+)", question)
+        if not (lexicon or colour or place or put or situation or question == "what objects are on the table?"):
             check.expect(False, where, f"unknown question type {kind}")
             continue
         scene = scenes.get(q.get("demo"))
@@ -214,6 +215,10 @@ def check_knowledge(check, items, scenes):
             fits = q["answer"] in {f"the {t}" for t in targets if t.startswith(place.group(1) + " ")}
         elif put:
             fits = put.group(1) in objects and q["answer"] == f"on the {targets[0]} or the {targets[1]}"
+        elif situation:
+            names = {name for split in ("train", "eval") for name, contexts in PHRASINGS["context_creation"][split]["contexts"].items()
+                     if situation.group(1) in contexts} & set(objects)
+            fits = len(names) == 1 and q["answer"] == f"the {objects[names.pop()]}"
         else:
             fits = all(d in q["answer"] for d in objects.values()) and q["answer"].count(",") == len(objects) - 2
         check.expect(fits, where, f"answer {q['answer']!r} does not fit the scene of demo {q['demo']!r}")
@@ -341,6 +346,15 @@ def main(inp, outp):
     stage0_texts = [t.lower() for q in stage0 for t in q.values()]
     for p in held_out:
         check.expect(not any(p in t for t in stage0_texts), "eval phrasing", f"{p!r} occurs in the stage-0 scene QA")
+    # --knowledge situation (experimental, off by default): which object fits a context of either split.
+    situation_file = scene_qa("situations.hdf5", "--knowledge", "situation")
+    with h5py.File(situation_file, "r") as h:
+        situations = check_knowledge(check, [json.loads(x) for split in ("train", "test") for x in h[f"{split}/qa"][()]], scenes)
+    refused = subprocess.run([sys.executable, os.path.join(ROOT, "Datasets", "vqa", "scene_qa.py"), "--episodes",
+                              os.path.join(out_dir, "*-v3.hdf5"), "--out", os.path.join(spec["dir"], "bad.hdf5"), "--knowledge", "kind,weather"],
+                             capture_output=True, text=True)
+    check.expect(refused.returncode != 0 and "unknown kind(s) ['weather']" in refused.stderr
+                 and not os.path.exists(os.path.join(spec["dir"], "bad.hdf5")), "scene_qa.py --knowledge", f"bad kind not refused: {refused.stderr!r}")
     # --max-demos 1: only each file's first train demo and first valid demo are asked about.
     capped_file = scene_qa("scene_qa_capped.hdf5", "--max-demos", "1")
     with h5py.File(capped_file, "r") as h:
@@ -352,7 +366,7 @@ def main(inp, outp):
         check.expect(key in card, "dataset_card.json", f"has no {key!r} section")
     json.dump({"problems": check.problems, "demos": len(demos), "annotations": counts,
                "eval_phrasings_checked": len(held_out), "instruction_files": files_checked,
-               "success_rate": {t: c["scripted_success_rate"] for t, c in card["tasks"].items()}, "knowledge": knowledge,
+               "success_rate": {t: c["scripted_success_rate"] for t, c in card["tasks"].items()}, "knowledge": knowledge, "situation_knowledge": situations,
                "capped_knowledge_demos": capped, "instruct_masks": masks},
               open(outp, "w"))
 
