@@ -3,7 +3,9 @@
 (atomic, rewriting, context; held-out phrasings) and VQA exact match, from one evaluation folder. A model that
 thinks (stage 2) also gets how often its first response names the episode's goal object and goal place, the
 language half of the task, apart from whether the arm then does it, and how often every response of the episode
-(a thinking server answers again every think_every requests) names both.
+(a thinking server answers again every think_every requests) names both; and, for rewriting and context, how
+often the first response names the goal object and place by the kind of reference the instruction makes
+("the plaything": the object by kind; "the right-hand plate": the place by side).
 
     python instruct_summary.py Checkpoints/tiny/stage2/eval-20261126-120000
 """
@@ -11,10 +13,36 @@ import json
 import os
 import sys
 
+from annotate import PHRASINGS, fill
 from evaluate import wilson
 from instruct_scene import OBJECTS, TARGETS, TASK, Layout, display_name
 
 KINDS = ("atomic", "rewriting", "context")
+# What fills a place reference's one attribute placeholder, besides {kind}: any value annotate.py may use.
+PLACE_VALUES = {"side": ("left", "right"), "robot_side": ("closer to", "farther from")}
+
+
+def reference_kinds(instruction, object_name, object_colour, place_kind, place_colour):
+    """(object reference, place reference) of a rewriting or context instruction about a goal: the placeholder
+    of the phrasings.json reference (either split) it contains, e.g. ("category", "side") for "transfer the
+    plaything to the left-hand tray"; "context" for an object named only through a situation; None where
+    no reference fits."""
+    text = instruction.lower()
+    obj = "context" if any(c in instruction for ctx in PHRASINGS["context_creation"].values()
+                            for cs in ctx["contexts"].values() for c in cs) else None
+    place = None
+    for split in ("train", "eval"):
+        words = dict(PHRASINGS["lexicon"][split][object_name], colour=object_colour)
+        for template in PHRASINGS["command_rewriting"][split]["object_refs"]:
+            if fill(template, **words).lower() in text:
+                obj = template[template.index("{") + 1:template.index("}")]
+        for category in ("command_rewriting", "context_creation"):
+            for template in PHRASINGS[category][split]["target_refs"]:
+                field = next(f for f in ("colour", "side", "robot_side") if "{" + f + "}" in template)
+                values = PLACE_VALUES.get(field, (place_colour,))
+                if any(fill(template, kind=place_kind, **{field: v}).lower() in text for v in values):
+                    place = field
+    return obj, place
 
 
 def named_goal(records):
@@ -38,6 +66,22 @@ def named_goal(records):
     return n, obj, place, steady
 
 
+def named_by_reference(records):
+    """{("object", kind) or ("place", kind): [first responses naming that goal, episodes]} over instruct-scene records."""
+    out = {}
+    for r in records:
+        if not isinstance(r.get("text"), str):
+            continue
+        layout = Layout.from_vec(r["layout"]["rand_vec"])
+        obj, target = OBJECTS[layout.goal_object], TARGETS[layout.goal_target]
+        kinds = reference_kinds(r["instruction"], obj.name, obj.colour, target.name, target.colour)
+        for part, kind, entity in zip(("object", "place"), kinds, (obj, target)):
+            count = out.setdefault((part, kind or "unrecognised"), [0, 0])
+            count[0] += display_name(entity) in r["text"].lower()
+            count[1] += 1
+    return out
+
+
 def main(folder):
     rows = ["| instructions | success | rate | Wilson 95% CI | response names the object | … and the place "
             "| every response names both |",
@@ -54,6 +98,15 @@ def main(folder):
         answered, obj, place, steady = named_goal(report["tasks"].get(TASK, {}).get("per_episode", []))
         said = (f"{obj}/{answered}", f"{place}/{answered}", f"{steady}/{answered}") if answered else ("(no response)", "", "")
         rows.append(f"| {kind} | {k}/{n} | {100 * k / max(n, 1):.1f} % | {100 * lo:.1f}–{100 * hi:.1f} % | {' | '.join(said)} |")
+    by_reference = ["", "First responses naming the goal, by the kind of reference the instruction makes:", "",
+                    "| instructions | reference | named |", "|---|---|---|"]
+    for kind in KINDS[1:]:
+        path = os.path.join(folder, kind, "results.json")
+        if os.path.exists(path):
+            counts = named_by_reference(json.load(open(path))["tasks"].get(TASK, {}).get("per_episode", []))
+            by_reference += [f"| {kind} | {part} by {ref} | {k}/{n} |" for (part, ref), (k, n) in sorted(counts.items())]
+    if len(by_reference) > 5:
+        rows += by_reference
     vqa = os.path.join(folder, "vqa.json")
     text = "\n".join(rows)
     if os.path.exists(vqa):

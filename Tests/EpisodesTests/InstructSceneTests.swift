@@ -18,6 +18,11 @@ final class InstructSceneTests: XCTestCase {
             }
             XCTAssertGreaterThan(report["eval_phrasings_checked"] as? Int ?? 0, 50)
             XCTAssertEqual(report["instruction_files"] as? [String], ["atomic", "rewriting", "context"].map { "Datasets/metaworld/eval_instructions/\($0).json" })
+            // instruct_summary.py's reference kinds of the committed evaluation instructions (the stage-2 log's table).
+            let references = try XCTUnwrap(report["eval_references"] as? [String: [String: Int]])
+            XCTAssertEqual(references["rewriting"], ["object by category": 16, "object by colour": 14, "object by shape": 11, "object by use": 9,
+                                                     "place by colour": 20, "place by robot_side": 13, "place by side": 17])
+            XCTAssertEqual(references["context"], ["object by context": 50, "place by colour": 20, "place by robot_side": 13, "place by side": 17])
             // Stage 0's knowledge of the instruct scene (Datasets/vqa/scene_qa.py): 7 types asked of each of the 3 demos.
             let knowledge = try XCTUnwrap(report["knowledge"] as? [String: Int])
             XCTAssertEqual(Set(knowledge.keys), Set(["objects", "colour", "kind", "shape", "use", "place", "put"].map { "instruct_\($0)" }))

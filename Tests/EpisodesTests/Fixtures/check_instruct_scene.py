@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import annotate  # noqa: E402
 import eval_instructions  # noqa: E402
 import instruct_scene  # noqa: E402
+import instruct_summary  # noqa: E402
 from sim import EVAL_SEED, MT10  # noqa: E402
 
 TASKS = ("instruct-place-v3", "reach-v3", "drawer-open-v3")
@@ -260,7 +261,7 @@ def check_instruction_files(check, train_texts):
     wordings only."""
     built = eval_instructions.tables(50, EVAL_SEED)
     episodes = eval_instructions.instruct_episodes(50, EVAL_SEED)
-    names = []
+    names, references = [], {}
     for kind, table in built.items():
         path = os.path.join(MW, "eval_instructions", f"{kind}.json")
         names.append(os.path.relpath(path, ROOT))
@@ -279,9 +280,24 @@ def check_instruction_files(check, train_texts):
                 check.expect(text == f.action, f"{path} episode {i}", f"{text!r} != {f.action!r}")
             else:
                 check.command_refers_to_goal(f"{path} episode {i}", text, goal, target, scene)
+                # instruct_summary.py scores responses by the kind of reference; every evaluation instruction has one.
+                obj, place = instruct_summary.reference_kinds(text, f.goal_object.name, f.goal_object.colour, f.goal_target.kind,
+                                                              f.goal_target.colour)
+                check.expect((obj == "context") == (kind == "context") and obj is not None and place is not None,
+                             f"{path} episode {i}", f"reference kinds ({obj}, {place}) of {text!r}")
+                for part, ref in (("object", obj), ("place", place)):
+                    references.setdefault(kind, {}).setdefault(f"{part} by {ref}", 0)
+                    references[kind][f"{part} by {ref}"] += 1
                 check.expect(not any(text.lower() in t for t in train_texts), f"{path} episode {i}",
                              f"{text!r} occurs in the training annotations")
-    return names
+    examples = {("transfer the plaything to the left-hand tray", "toy block", "orange", "tray", "black"): ("category", "side"),
+                ("place the orange object on the plate on the right", "toy block", "orange", "plate", "white"): ("colour", "side"),
+                ("I'm thirsty. Put what I need on the white one.", "soda can", "blue", "plate", "white"): ("context", "colour"),
+                ("put it over there", "apple", "red", "plate", "green"): (None, None)}
+    for args, expected in examples.items():
+        got = instruct_summary.reference_kinds(*args)
+        check.expect(got == expected, "instruct_summary.reference_kinds", f"{args[0]!r}: {got} != {expected}")
+    return names, references
 
 
 def main(inp, outp):
@@ -330,7 +346,7 @@ def main(inp, outp):
         check.expect(not set(train) & set(evals), category, "a template is in both the train and eval sets")
     for kind, templates in PHRASINGS["qa"]["eval"].items():
         check.expect(not set(templates) & set(PHRASINGS["qa"]["train"][kind]), f"qa {kind}", "shared template")
-    files_checked = check_instruction_files(check, train_texts)
+    files_checked, references = check_instruction_files(check, train_texts)
 
     def scene_qa(name, *extra):
         path = os.path.join(spec["dir"], name)
@@ -366,7 +382,7 @@ def main(inp, outp):
         check.expect(key in card, "dataset_card.json", f"has no {key!r} section")
     json.dump({"problems": check.problems, "demos": len(demos), "annotations": counts,
                "eval_phrasings_checked": len(held_out), "instruction_files": files_checked,
-               "success_rate": {t: c["scripted_success_rate"] for t, c in card["tasks"].items()}, "knowledge": knowledge, "situation_knowledge": situations,
+               "success_rate": {t: c["scripted_success_rate"] for t, c in card["tasks"].items()}, "knowledge": knowledge, "situation_knowledge": situations, "eval_references": references,
                "capped_knowledge_demos": capped, "instruct_masks": masks},
               open(outp, "w"))
 
