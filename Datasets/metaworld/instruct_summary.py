@@ -11,6 +11,7 @@ often the first response names the goal object and place by the kind of referenc
 """
 import json
 import os
+import re
 import sys
 
 from annotate import PHRASINGS, fill
@@ -20,6 +21,10 @@ from instruct_scene import OBJECTS, TARGETS, TASK, Layout, display_name
 KINDS = ("atomic", "rewriting", "context")
 # What fills a place reference's one attribute placeholder, besides {kind}: any value annotate.py may use.
 PLACE_VALUES = {"side": ("left", "right"), "robot_side": ("closer to", "farther from")}
+
+
+def placeholders(template):
+    return re.findall(r"\{(\w+)\}", template)
 
 
 def reference_kinds(instruction, object_name, object_colour, place_kind, place_colour):
@@ -35,10 +40,10 @@ def reference_kinds(instruction, object_name, object_colour, place_kind, place_c
         words = dict(PHRASINGS["lexicon"][split][object_name], colour=object_colour)
         for template in PHRASINGS["command_rewriting"][split]["object_refs"]:
             if fill(template, **words).lower() in text:
-                obj = template[template.index("{") + 1:template.index("}")]
+                obj, = placeholders(template)
         for category in ("command_rewriting", "context_creation"):
             for template in PHRASINGS[category][split]["target_refs"]:
-                field = next(f for f in ("colour", "side", "robot_side") if "{" + f + "}" in template)
+                field, = set(placeholders(template)) - {"kind"}
                 values = PLACE_VALUES.get(field, (place_colour,))
                 if any(fill(template, kind=place_kind, **{field: v}).lower() in text for v in values):
                     place = field
@@ -86,6 +91,8 @@ def main(folder):
     rows = ["| instructions | success | rate | Wilson 95% CI | response names the object | … and the place "
             "| every response names both |",
             "|---|---|---|---|---|---|---|"]
+    by_reference = ["", "First responses naming the goal, by the kind of reference the instruction makes:", "",
+                    "| instructions | reference | named |", "|---|---|---|"]
     for kind in KINDS:
         path = os.path.join(folder, kind, "results.json")
         if not os.path.exists(path):
@@ -95,16 +102,13 @@ def main(folder):
         k = sum(t["successes"] for t in report["tasks"].values())
         n = sum(t["episodes"] for t in report["tasks"].values())
         lo, hi = wilson(k, n)
-        answered, obj, place, steady = named_goal(report["tasks"].get(TASK, {}).get("per_episode", []))
+        records = report["tasks"].get(TASK, {}).get("per_episode", [])
+        answered, obj, place, steady = named_goal(records)
         said = (f"{obj}/{answered}", f"{place}/{answered}", f"{steady}/{answered}") if answered else ("(no response)", "", "")
         rows.append(f"| {kind} | {k}/{n} | {100 * k / max(n, 1):.1f} % | {100 * lo:.1f}–{100 * hi:.1f} % | {' | '.join(said)} |")
-    by_reference = ["", "First responses naming the goal, by the kind of reference the instruction makes:", "",
-                    "| instructions | reference | named |", "|---|---|---|"]
-    for kind in KINDS[1:]:
-        path = os.path.join(folder, kind, "results.json")
-        if os.path.exists(path):
-            counts = named_by_reference(json.load(open(path))["tasks"].get(TASK, {}).get("per_episode", []))
-            by_reference += [f"| {kind} | {part} by {ref} | {k}/{n} |" for (part, ref), (k, n) in sorted(counts.items())]
+        if kind != "atomic":
+            by_reference += [f"| {kind} | {part} by {ref} | {named}/{of} |"
+                             for (part, ref), (named, of) in sorted(named_by_reference(records).items())]
     if len(by_reference) > 5:
         rows += by_reference
     vqa = os.path.join(folder, "vqa.json")

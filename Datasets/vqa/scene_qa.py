@@ -161,7 +161,7 @@ def main():
     args = ap.parse_args()
     kinds = tuple(args.knowledge.split(","))
     unknown = [k for k in kinds if k not in KNOWLEDGE + EXPERIMENTAL_KNOWLEDGE]
-    if unknown or not kinds:
+    if unknown:
         sys.exit(f"--knowledge: unknown kind(s) {unknown}; choose from {','.join(KNOWLEDGE + EXPERIMENTAL_KNOWLEDGE)}")
     if args.max_demos is not None and args.max_demos < 1:
         sys.exit(f"--max-demos must be at least 1, got {args.max_demos}")

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 MW = os.path.join(ROOT, "Datasets", "metaworld")
@@ -285,9 +286,7 @@ def check_instruction_files(check, train_texts):
                                                               f.goal_target.colour)
                 check.expect((obj == "context") == (kind == "context") and obj is not None and place is not None,
                              f"{path} episode {i}", f"reference kinds ({obj}, {place}) of {text!r}")
-                for part, ref in (("object", obj), ("place", place)):
-                    references.setdefault(kind, {}).setdefault(f"{part} by {ref}", 0)
-                    references[kind][f"{part} by {ref}"] += 1
+                references.setdefault(kind, Counter()).update([f"object by {obj}", f"place by {place}"])
                 check.expect(not any(text.lower() in t for t in train_texts), f"{path} episode {i}",
                              f"{text!r} occurs in the training annotations")
     examples = {("transfer the plaything to the left-hand tray", "toy block", "orange", "tray", "black"): ("category", "side"),
