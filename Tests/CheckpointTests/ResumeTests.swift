@@ -114,7 +114,7 @@ final class ResumeTests: XCTestCase {
     /// sequence (bit for bit) and identical final parameters. The run crosses an epoch boundary
     /// after the resume, so the data order and the dropout stream must both be restored.
     func testInterruptedAndResumedRunEqualsUninterruptedBitForBit() throws {
-        let root = try temporaryDirectory()
+        let root = try temporaryFolder()
         let straight = try runChild(root.appendingPathComponent("straight"), until: 10)
         let first = try runChild(root.appendingPathComponent("interrupted"), until: 5)
         let second = try runChild(root.appendingPathComponent("interrupted"), until: 10)

@@ -44,7 +44,7 @@ func verifyStamped(_ files: CheckpointFiles) throws {
 
 final class RunDirectoryTests: XCTestCase {
     func testSaveLastPointerRetentionAndResave() throws {
-        let run = try RunDirectory(try temporaryDirectory())
+        let run = try RunDirectory(try temporaryFolder())
         XCTAssertNil(try run.latestCheckpoint())
         for step in stride(from: 10, through: 80, by: 10) {
             try saveStamped(run, step: step)
@@ -61,7 +61,7 @@ final class RunDirectoryTests: XCTestCase {
     }
 
     func testOneWriterPerRunFolder() throws {
-        let run = try RunDirectory(try temporaryDirectory())
+        let run = try RunDirectory(try temporaryFolder())
         try FileManager.default.createDirectory(at: run.url.appendingPathComponent(".tmp-step-000009-1"), withIntermediateDirectories: true)
         let lock = try run.lockForWriting()
         XCTAssertFalse(FileManager.default.fileExists(atPath: run.url.appendingPathComponent(".tmp-step-000009-1").path), "leftovers cleared")
@@ -72,7 +72,7 @@ final class RunDirectoryTests: XCTestCase {
     }
 
     func testResumeFallsBackPastABrokenNewestCheckpoint() throws {
-        let run = try RunDirectory(try temporaryDirectory())
+        let run = try RunDirectory(try temporaryFolder())
         try saveStamped(run, step: 1)
         try saveStamped(run, step: 2)
         // Damage the newest checkpoint behind the toolkit's back.
@@ -85,7 +85,7 @@ final class RunDirectoryTests: XCTestCase {
     }
 
     func testStrictAndPartialModelLoads() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryFolder()
         let url = dir.appendingPathComponent("m.safetensors")
         try Safetensors.save([("a", .full([512, 256], 3)), ("extra", .zeros([2]))], to: url)
         let model = StampModel()
@@ -116,7 +116,7 @@ final class RunDirectoryTests: XCTestCase {
     /// ema.safetensors holds only the averaged (trainable) weights under their parameters' names: it
     /// round-trips with its update count, loads over a model partially, and names what does not fit.
     func testEMAWeightsRoundTripAndRejectWhatDoesNotFit() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryFolder()
         let url = dir.appendingPathComponent(RunDirectory.emaFile)
         let model = StampModel()
         model.a.pointer.update(repeating: 2, count: model.a.count)
@@ -144,7 +144,7 @@ final class RunDirectoryTests: XCTestCase {
     }
 
     func testExportBundleManifestVerifiesAndDetectsTampering() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryFolder()
         let bundle = dir.appendingPathComponent("export")
         let config = Data(#"{"hidden_size": 8}"#.utf8)
         try ExportBundle.write(to: bundle, weights: [("w", .ones([2, 2]))], files: ["config.json": config, "norm_stats.json": Data("{}".utf8)])
@@ -175,7 +175,7 @@ final class RunDirectoryTests: XCTestCase {
     /// SIGKILL at random moments during a loop of saves, 24 times: afterwards every checkpoint folder
     /// is complete and consistent, and the newest one resumes.
     func testKilledDuringSavesLeavesOnlyCompleteCheckpoints() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryFolder()
         var rng = RNG(seed: 77)
         var killedWithCheckpoints = 0
         for trial in 0..<24 {

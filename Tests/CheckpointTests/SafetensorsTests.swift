@@ -4,13 +4,6 @@ import TestSupport
 import XCTest
 @testable import Checkpoint
 
-func temporaryDirectory(_ name: String = #function) throws -> URL {
-    let url = FileManager.default.temporaryDirectory
-        .appendingPathComponent("instructvla-\(name.filter { $0.isLetter || $0.isNumber })-\(UUID().uuidString.prefix(8))")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}
-
 /// A safetensors file assembled by hand, for malformed inputs.
 func rawSafetensors(header: String, data: [UInt8], declaredLength: UInt64? = nil) -> Data {
     var out = Data()
@@ -25,7 +18,7 @@ final class SafetensorsTests: XCTestCase {
     override func setUp() { _ = logBLASOnce }
 
     func testRoundTripF32F16BF16WithMetadataAndAlignment() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryFolder()
         let a = Tensor([1, -2.5, 3.14159, 1e-3, 65504, -0.0], shape: [2, 3])
         let b = Tensor((0..<7).map { Float($0) * 0.37 - 1 }, shape: [7])
         let scalar = Tensor(scalar: 42)
@@ -48,7 +41,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testIntegerAndBoolReads() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryFolder()
         var data: [UInt8] = []
         for v: Int64 in [-3, 1 << 40] { withUnsafeBytes(of: v.littleEndian) { data += $0 } }
         data += [1, 0, 1]
@@ -63,7 +56,7 @@ final class SafetensorsTests: XCTestCase {
 
     /// Files written here load in Python's safetensors with equal values, and vice versa, for every dtype.
     func testInteropWithPythonSafetensors() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryFolder()
         var rng = RNG(seed: 5)
         let w = Tensor.randomNormal([3, 4], rng: &rng)
         let ours = dir.appendingPathComponent("swift.safetensors")
@@ -107,7 +100,7 @@ final class SafetensorsTests: XCTestCase {
 
     /// Each malformed file gives a SafetensorsError whose message says what is wrong.
     func testMalformedFilesGiveClearErrors() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryFolder()
         let good = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
         let eight: [UInt8] = Array(repeating: 0, count: 8)
         let cases: [(String, Data, String)] = [
@@ -145,7 +138,7 @@ final class SafetensorsTests: XCTestCase {
 
     /// 10,000 random mutations of a valid file: every one either parses (and then reads) or throws.
     func testFuzzedFilesNeverCrash() throws {
-        let dir = try temporaryDirectory()
+        let dir = try temporaryFolder()
         let url = dir.appendingPathComponent("seed.safetensors")
         var rng = RNG(seed: 9)
         try Safetensors.save([("w", .randomNormal([3, 5], rng: &rng)), ("b", .randomNormal([5], rng: &rng)), ("h", .randomNormal([4], rng: &rng))],

@@ -37,9 +37,7 @@ final class CommunicatorTests: XCTestCase {
     /// Two ranks (this test binary again, under mpirun) check each collective from their side.
     func testCollectivesOnTwoRanks() throws {
         let mpirun = try MPIJobs.mpirun()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-collectives-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryFolder("collectives")
         let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let (status, output) = try MPIJobs.run(mpirun, MPIJobs.localArguments(np: 2) + ["-x", "INSTRUCTVLA_COLLECTIVES_DIR", binary.path,
                                                                                         "DistributedTests.CommunicatorTests/testChildRankOfTwo"],

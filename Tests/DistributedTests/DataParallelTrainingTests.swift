@@ -9,8 +9,7 @@ import XCTest
 /// talking TCP.
 final class DataParallelTrainingTests: XCTestCase {
     static let fixture: Result<URL, Error> = Result {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-dp-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryFolder.forProcess("dp")
         let demos = dir.appendingPathComponent("demos"), shapes = dir.appendingPathComponent("shapes.hdf5")
         try TinyFixtures.demonstrations("reach-v3,push-v3", perTask: 2, into: demos)
         try TinyFixtures.shapes(into: shapes)
@@ -62,13 +61,6 @@ final class DataParallelTrainingTests: XCTestCase {
         guard let np else { return try MPIJobs.run(executable, arguments, log: log, environment: environment) }
         return try MPIJobs.run(try MPIJobs.mpirun(), MPIJobs.localArguments(np: np) + mpirunArguments + [executable.path] + arguments,
                                log: log, environment: environment)
-    }
-
-    func temporaryFolder(_ name: String) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-\(name)-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
     }
 
     /// 2 ranks × batch 4 end where 1 process × batch 8 ends: the same losses step for step, the same

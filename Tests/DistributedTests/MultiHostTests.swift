@@ -56,9 +56,7 @@ final class MultiHostTests: XCTestCase {
 
     /// The tiny stage-1 recipe trains as one rank per namespace, over TCP between them.
     func testTwoNamespacesTrainStage1OverTCP() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-hosts-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryFolder("hosts")
         let mpirun = try MPIJobs.mpirun(), executable = try MPIJobs.executable("pretrain-action")
         let recipe = try DataParallelTrainingTests.fixture.get()
         let hosts = try makeHosts(in: dir)

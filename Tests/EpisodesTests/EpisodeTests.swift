@@ -12,10 +12,9 @@ final class Fixtures: @unchecked Sendable {
     let expected: Result<[String: Any], Error>
 
     private init() {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-episodes-\(UUID().uuidString.prefix(8))")
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        self.dir = dir
-        expected = Result { try PythonReference.run("Tests/EpisodesTests/Fixtures/make_fixtures.py", input: ["dir": dir.path]) }
+        let folder = Result { try TemporaryFolder.forProcess("episodes") }
+        dir = (try? folder.get()) ?? FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-episodes-unavailable")
+        expected = folder.flatMap { dir in Result { try PythonReference.run("Tests/EpisodesTests/Fixtures/make_fixtures.py", input: ["dir": dir.path]) } }
     }
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }

@@ -36,7 +36,7 @@ final class TokenizerTests: XCTestCase {
         let tokenizer = try BPETokenizer.train(corpus: Self.corpus, vocabularySize: 400, specialTokens: special)
         XCTAssertGreaterThan(tokenizer.merges.count, 50)
         XCTAssertEqual(tokenizer.id(of: "<|im_start|>"), 0)
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tok-\(UUID().uuidString).json")
+        let url = try temporaryFolder().appendingPathComponent("tokenizer.json")
         try tokenizer.write(to: url)
         let texts = Self.heldOut + Self.corpus.prefix(10)
         let theirs = try hfEncode(url, texts)
@@ -50,7 +50,7 @@ final class TokenizerTests: XCTestCase {
 
     func testTokenizerTrainedByHuggingFaceEncodesHereIdentically() throws {
         for qwen in [false, true] {
-            let url = FileManager.default.temporaryDirectory.appendingPathComponent("hf-tok-\(UUID().uuidString).json")
+            let url = try temporaryFolder().appendingPathComponent("tokenizer.json")
             _ = try PythonReference.run("Tests/ModelsTests/Parity/hf_tokenizers.py", input: [
                 "mode": "train", "path": url.path, "corpus": Self.corpus, "vocab_size": 420, "special": special, "qwen_split": qwen,
             ])
@@ -64,7 +64,7 @@ final class TokenizerTests: XCTestCase {
     }
 
     func testUnsupportedTokenizerFilesAreRefusedByName() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("bad-tok-\(UUID().uuidString).json")
+        let url = try temporaryFolder().appendingPathComponent("tokenizer.json")
         try #"{"model": {"type": "WordPiece", "vocab": {}}}"#.write(to: url, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try BPETokenizer(contentsOf: url)) { XCTAssertTrue("\($0)".contains("model.type must be \"BPE\""), "\($0)") }
         try "not json".write(to: url, atomically: true, encoding: .utf8)

@@ -8,8 +8,7 @@ import XCTest
 /// A trained stage-1 model behind the server (tiny: a one-layer VLM and expert on 16 px demos).
 final class ModelPolicyTests: XCTestCase {
     func trainedRun() throws -> (run: URL, demos: URL) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-modelpolicy-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try temporaryFolder("modelpolicy")
         let demos = dir.appendingPathComponent("demos"), shapes = dir.appendingPathComponent("shapes.hdf5")
         try TinyFixtures.demonstrations("reach-v3", perTask: 2, into: demos)
         try TinyFixtures.shapes(into: shapes)

@@ -6,7 +6,7 @@ import XCTest
 final class PolicyServerTests: XCTestCase {
     /// Two scripted reach-v3 demonstrations at 32 px, written once per test run by the real generator.
     static let replayFile: Result<String, Error> = Result {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-serve-\(UUID().uuidString.prefix(8))")
+        let dir = try TemporaryFolder.forProcess("serve")
         try PythonReference.runScript("Datasets/metaworld/generate.py", arguments: [
             "--tasks", "reach-v3", "--demos-per-task", "2", "--image-size", "32", "--workers", "1", "--out", dir.path])
         return dir.appendingPathComponent("reach-v3.hdf5").path
@@ -26,7 +26,7 @@ final class PolicyServerTests: XCTestCase {
     /// Starts `vla serve --replay` on a free port; returns once it printed the port it listens on.
     func startServer(_ file: String, maxMessageMib: Int = 16) throws -> Server {
         guard FileManager.default.isExecutableFile(atPath: vlaExecutable.path) else { XCTFail(missingVLAMessage); throw CocoaError(.fileNoSuchFile) }
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-serve-\(UUID().uuidString.prefix(8)).log")
+        let log = try temporaryFolder("serve-log").appendingPathComponent("server.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
         let process = Process()
         process.executableURL = vlaExecutable

@@ -31,8 +31,7 @@ public enum PythonReference {
 
     /// Runs `script IN.json OUT.json` with `input` as IN, returning the JSON object it writes to OUT.
     public static func run(_ script: String, input: [String: Any]) throws -> [String: Any] {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-parity-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryFolder.create("parity")
         defer { try? FileManager.default.removeItem(at: dir) }
         let inURL = dir.appendingPathComponent("in.json"), outURL = dir.appendingPathComponent("out.json")
         try JSONSerialization.data(withJSONObject: input).write(to: inURL)
@@ -45,8 +44,7 @@ public enum PythonReference {
     /// empty; `body` then reads the report, and D before it is removed.
     public static func runChecks(_ script: String, file: StaticString = #filePath, line: UInt = #line,
                                  _ body: (_ report: [String: Any], _ dir: URL) throws -> Void) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-checks-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryFolder.create("checks")
         defer { try? FileManager.default.removeItem(at: dir) }
         let report = try run(script, input: ["dir": dir.path])
         let problems = try XCTUnwrap(report["problems"] as? [String], "\(script) reports no problems list", file: file, line: line)

@@ -15,8 +15,7 @@ final class ActionPretrainingTests: XCTestCase {
     }
 
     static let fixture: Result<Fixture, Error> = Result {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-stage1-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryFolder.forProcess("stage1")
         let demos = dir.appendingPathComponent("demos"), shapes = dir.appendingPathComponent("shapes.hdf5")
         try TinyFixtures.demonstrations("reach-v3,push-v3", perTask: 3, into: demos)
         try TinyFixtures.shapes(into: shapes, train: 128)
@@ -44,7 +43,7 @@ final class ActionPretrainingTests: XCTestCase {
     }
 
     func testFrozenVLMStaysBitForBitOnlyQueryRowsMoveAndResumeIsExact() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1run-\(UUID().uuidString.prefix(8))")
+        let root = try temporaryFolder("s1run")
         var initial: [String: [Float]] = [:]
         let (task, straight) = try train(in: root.appendingPathComponent("straight")) { task in
             for (name, p) in task.vla.namedParameters() { initial[name] = p.toArray() }
@@ -76,7 +75,7 @@ final class ActionPretrainingTests: XCTestCase {
     /// frozen), a resumed run ends with the same average as an uninterrupted one, serving and export
     /// act with it unless asked for the raw weights, and a checkpoint that lost it cannot resume.
     func testMovingAverageIsCheckpointedResumedExactlyAndServedByDefault() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1ema-\(UUID().uuidString.prefix(8))")
+        let root = try temporaryFolder("s1ema")
         let ema = ["train.ema_decay=0.5"]
         let straight = root.appendingPathComponent("straight")
         let (task, _) = try train(in: straight, overrides: ema)
@@ -128,7 +127,7 @@ final class ActionPretrainingTests: XCTestCase {
     /// `vla probe`: the errors are those of the noise-free chunks of the right frames, the swap uses
     /// another episode's image, and the spread is the recorded chunks' own.
     func testImageSensitivityProbeMeasuresTheRightFrames() throws {
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1probe-\(UUID().uuidString.prefix(8))")
+        let run = try temporaryFolder("s1probe")
         _ = try train(in: run)
         let policy = try ActionPolicy(contentsOf: run)
         let file = try Self.fixture.get().demos.appendingPathComponent("push-v3.hdf5").path
@@ -183,7 +182,7 @@ final class ActionPretrainingTests: XCTestCase {
     /// `model.proprio_dims: [3]` (the gripper only): the expert reads that one column in training and
     /// serving, while the served observation keeps the dataset's whole proprio vector.
     func testProprioDimsPickTheColumnsTheExpertReads() throws {
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1dims-\(UUID().uuidString.prefix(8))")
+        let run = try temporaryFolder("s1dims")
         let (task, _) = try train(in: run, overrides: ["model.proprio_dims=[3]", "train.steps=2"])
         XCTAssertEqual(task.vla.actionModel.proprioProjector?.fc1.weight.shape[1], 1)
 
@@ -227,7 +226,7 @@ final class ActionPretrainingTests: XCTestCase {
     /// logged and trains the head, the run serves from images alone (no env_state in the observation),
     /// and the recipe refuses half-configured auxiliary losses.
     func testAuxiliaryStateLossTrainsAndServingNeedsNoState() throws {
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1aux-\(UUID().uuidString.prefix(8))")
+        let run = try temporaryFolder("s1aux")
         let overrides = ["model.vision_spatial_readout=true", "model.auxiliary_weight=2.0", "data.auxiliary_key=env_state",
                          "data.auxiliary_dims=[4, 5, 6, 36, 37, 38]", "data.augment_shift=2", "train.steps=3"]
         let (task, _) = try train(in: run, overrides: overrides)
@@ -297,7 +296,7 @@ final class ActionPretrainingTests: XCTestCase {
     /// LoRA is still a no-op (B = 0, one step at a negligible learning rate) it must score exactly as
     /// the stage-0 VLM does through its own generation path.
     func testStage1VQAScoresAsTheStage0VLMWhileTheAdapterIsANoOp() throws {
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1vqa-\(UUID().uuidString.prefix(8))")
+        let run = try temporaryFolder("s1vqa")
         _ = try train(in: run, overrides: ["train.steps=1", "train.learning_rate=1e-20"])
         let stage1 = try VQAEvaluation.run(runFolder: run, split: "test", limit: 12)
         let stage0Run = try Self.fixture.get().recipe.deletingLastPathComponent().appendingPathComponent("vlm")
@@ -312,7 +311,7 @@ final class ActionPretrainingTests: XCTestCase {
     /// first), the run records the extra camera for clients, a policy wants both views and acts on
     /// the second, and the bundle serves the same.
     func testASecondCameraViewIsTrainedOnServedAndExported() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1views-\(UUID().uuidString.prefix(8))")
+        let root = try temporaryFolder("s1views")
         let demos = root.appendingPathComponent("demos")
         try TinyFixtures.demonstrations("reach-v3", perTask: 3, into: demos, extraCameras: ["side"])
         let run = root.appendingPathComponent("run")
@@ -347,7 +346,7 @@ final class ActionPretrainingTests: XCTestCase {
     }
 
     func testExportedBundleActsExactlyLikeTheRunAndRejectsTampering() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s1export-\(UUID().uuidString.prefix(8))")
+        let root = try temporaryFolder("s1export")
         let run = root.appendingPathComponent("run")
         _ = try train(in: run)
         let fromRun = try ActionPolicy(contentsOf: run)

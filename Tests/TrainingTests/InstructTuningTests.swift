@@ -19,8 +19,7 @@ final class InstructTuningTests: XCTestCase {
     }
 
     static let fixture: Result<Fixture, Error> = Result {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-stage2-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryFolder.forProcess("stage2")
         let demos = dir.appendingPathComponent("demos"), shapes = dir.appendingPathComponent("shapes.hdf5")
         try TinyFixtures.demonstrations("drawer-close-v3", perTask: 2, into: demos, extraCameras: ["side"])
         try TinyFixtures.demonstrations("instruct-place-v3", perTask: 3, into: demos, extraCameras: ["side"])
@@ -80,7 +79,7 @@ final class InstructTuningTests: XCTestCase {
     /// action LoRA, the router and only the query rows do; the router and multimodal steps are
     /// logged; and a run stopped halfway resumes to exactly the uninterrupted run.
     func testFrozenPartsStayBitForBitAdaptersAndRouterTrainAndResumeIsExact() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2run-\(UUID().uuidString.prefix(8))")
+        let root = try temporaryFolder("s2run")
         let url = try recipe("stage2")
         var initial: [String: [Float]] = [:]
         let (task, records) = try train(url, in: root.appendingPathComponent("straight")) { task in
@@ -135,7 +134,7 @@ final class InstructTuningTests: XCTestCase {
     /// `model.train_unseen_tokens: false` leaves the query rows alone.
     func testRowsOfTokensTheVLMNeverReadTrainUnlessTurnedOff() throws {
         let url = try recipe("stage2-unseen")
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2unseen-\(UUID().uuidString.prefix(8))")
+        let root = try temporaryFolder("s2unseen")
         func task(_ overrides: [String], _ name: String) throws -> InstructTuningTask {
             let prepared = try RunSetup.prepare(InstructTuningRecipe.self, recipe: url, overrides: overrides,
                                                 runDirectory: root.appendingPathComponent(name), mode: .automatic)
@@ -160,7 +159,7 @@ final class InstructTuningTests: XCTestCase {
     /// `router.warmup_steps`: until then every token gets λ = 1/2 and the scale head does not move,
     /// while the language LoRA already trains from B = 0.
     func testRouterWarmupHoldsTheHeadAndGivesBothAdaptersHalf() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2warm-\(UUID().uuidString.prefix(8))")
+        let root = try temporaryFolder("s2warm")
         var initial: [String: [Float]] = [:]
         let (task, records) = try train(try recipe("stage2"), in: root, overrides: ["router.warmup_steps=6"]) { task in
             for (name, p) in task.vla.namedParameters() { initial[name] = p.toArray() }
@@ -182,7 +181,7 @@ final class InstructTuningTests: XCTestCase {
         let bare = f.dir.appendingPathComponent("bare-\(UUID().uuidString.prefix(8))")
         try TinyFixtures.demonstrations("reach-v3", perTask: 2, into: bare, extraCameras: ["side"])
         let recipe = try recipe("stage2-bare")
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2bare-\(UUID().uuidString.prefix(8))")
+        let run = try temporaryFolder("s2bare")
         let annotated = f.demos.appendingPathComponent("instruct-place-v3.hdf5").path, unannotated = bare.appendingPathComponent("reach-v3.hdf5").path
         let prepared = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: ["data.files=['\(annotated)', '\(unannotated)']"],
                                             runDirectory: run, mode: .automatic)
@@ -202,7 +201,7 @@ final class InstructTuningTests: XCTestCase {
     /// the run folder's recipe says which; one that names others is refused with both lists.
     func testViewsComeFromTheStage1RunUnlessTheRecipeNamesOthers() throws {
         let recipe = try recipe("stage2-views")
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2views-\(UUID().uuidString.prefix(8))")
+        let run = try temporaryFolder("s2views")
         let inherited = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: [], runDirectory: run, mode: .automatic)
         XCTAssertEqual(inherited.recipe.data.imageKeys, ["agentview_rgb", "side_rgb"])
         let saved = try RecipeValidator.read(run.appendingPathComponent("recipe.yaml"), as: InstructTuningRecipe.self, hint: "")
@@ -220,7 +219,7 @@ final class InstructTuningTests: XCTestCase {
     /// what one process with the job's total batch draws, batch after batch.
     func testMultimodalBatchesAreBlocksOfOneProcesssBatch() throws {
         let recipe = try recipe("stage2-shards")
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2shards-\(UUID().uuidString.prefix(8))")
+        let root = try temporaryFolder("s2shards")
         func task(_ shard: DataShard, batch: Int) throws -> InstructTuningTask {
             let prepared = try RunSetup.prepare(InstructTuningRecipe.self, recipe: recipe, overrides: ["multimodal.batch_size=\(batch)"],
                                                 runDirectory: root.appendingPathComponent("\(shard.rank)-of-\(shard.count)"), mode: .automatic)
@@ -289,7 +288,7 @@ final class InstructTuningTests: XCTestCase {
     /// Generation with the two KV caches (base pass for the router, adapted pass) picks exactly the
     /// tokens a full recompute of the routed model picks at every step.
     func testCachedRoutedGenerationMatchesFullRecompute() throws {
-        let (task, _) = try train(try recipe("stage2-gen", steps: 3), in: FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2gen-\(UUID().uuidString.prefix(8))"))
+        let (task, _) = try train(try recipe("stage2-gen", steps: 3), in: try temporaryFolder("s2gen"))
         let vla = task.vla
         vla.adapters.training = false
         let prompt = task.stage1.prompt
@@ -318,7 +317,7 @@ final class InstructTuningTests: XCTestCase {
     /// The export bundle keeps the adapters and the router and reproduces the run: the same response
     /// and the same actions for the same observation and noise seed; the schema says how it thinks.
     func testExportedBundleRespondsAndActsExactlyLikeTheRun() throws {
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2exp-\(UUID().uuidString.prefix(8))")
+        let run = try temporaryFolder("s2exp")
         _ = try train(try recipe("stage2-export", steps: 3), in: run)
         let policy = try ActionPolicy(contentsOf: run)
         XCTAssertEqual(policy.stage, "instruct-tune")
@@ -368,7 +367,7 @@ final class InstructTuningTests: XCTestCase {
     func testFullFinetuneAblationTrainsTheLanguageModel() throws {
         let url = try recipe("stage2-full", steps: 2, fullFinetune: true)
         var initial: [String: [Float]] = [:]
-        let (task, _) = try train(url, in: FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-s2full-\(UUID().uuidString.prefix(8))")) { task in
+        let (task, _) = try train(url, in: try temporaryFolder("s2full")) { task in
             for (name, p) in task.vla.namedParameters() { initial[name] = p.toArray() }
         }
         XCTAssertNil(task.vla.scaleHead)

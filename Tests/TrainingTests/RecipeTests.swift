@@ -4,13 +4,13 @@ import TestSupport
 import XCTest
 @testable import Training
 
-/// Writes recipe files into a fresh folder and returns it.
-func recipeFolder(_ files: [String: String], name: String = #function) throws -> URL {
-    let dir = FileManager.default.temporaryDirectory
-        .appendingPathComponent("instructvla-recipes-\(name.filter { $0.isLetter })-\(UUID().uuidString.prefix(8))")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    for (file, text) in files { try text.write(to: dir.appendingPathComponent(file), atomically: true, encoding: .utf8) }
-    return dir
+extension XCTestCase {
+    /// Writes recipe files into a fresh folder, removed when the test ends, and returns it.
+    func recipeFolder(_ files: [String: String], name: String = #function) throws -> URL {
+        let dir = try temporaryFolder("recipes-\(name)")
+        for (file, text) in files { try text.write(to: dir.appendingPathComponent(file), atomically: true, encoding: .utf8) }
+        return dir
+    }
 }
 
 func resolve(_ dir: URL, _ file: String, _ overrides: [String] = []) throws -> SequenceLMRecipe {

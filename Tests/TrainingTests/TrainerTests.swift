@@ -28,8 +28,11 @@ final class LineFitTask: TrainingTask {
     func restore(from state: TrainerState) throws { calls = state.dataLoader["calls"] ?? 0 }
 }
 
-func temporaryRun(_ name: String = #function) throws -> RunDirectory {
-    try RunDirectory(FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-run-\(name.filter { $0.isLetter })-\(UUID().uuidString.prefix(8))"))
+extension XCTestCase {
+    /// A run folder removed when the test ends.
+    func temporaryRun(_ name: String = #function) throws -> RunDirectory {
+        try RunDirectory(try temporaryFolder("run-\(name)"))
+    }
 }
 
 final class TrainerTests: XCTestCase {

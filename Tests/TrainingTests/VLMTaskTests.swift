@@ -10,8 +10,7 @@ import XCTest
 /// interrupted and resumed equals an uninterrupted one, and the exact-match evaluation reads it back.
 final class VLMTaskTests: XCTestCase {
     static let recipeFile: Result<URL, Error> = Result(catching: {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-vqa-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = try TemporaryFolder.forProcess("vqa")
         let data = dir.appendingPathComponent("shapes.hdf5")
         try PythonReference.runScript("Datasets/vqa/generate_shapes.py", arguments: ["--out", data.path, "--train", "256", "--test", "40", "--image-size", "16"])
         let recipe = dir.appendingPathComponent("vlm.yaml")
@@ -40,7 +39,7 @@ final class VLMTaskTests: XCTestCase {
     }
 
     func testTinyVLMTrainsResumesExactlyAndEvaluates() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-vlm-\(UUID().uuidString.prefix(8))")
+        let root = try temporaryFolder("vlm")
         let straight = try train(in: root.appendingPathComponent("straight"))
         XCTAssertEqual(straight.count, 20)
         XCTAssertLessThan(straight.suffix(3).reduce(0, +) / 3, straight.prefix(3).reduce(0, +) / 3, "the loss comes down")
@@ -78,7 +77,7 @@ final class VLMTaskTests: XCTestCase {
     /// it must train to the end and its loss must fall. (Its time is printed, not asserted: speed
     /// targets live in the benchmarks, and this machine is shared.)
     func testShippedTinyRecipeTrainsToTheEndAndHalvesItsLoss() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("instructvla-tinyvlm-\(UUID().uuidString.prefix(8))")
+        let dir = try temporaryFolder("tinyvlm")
         let demos = dir.appendingPathComponent("demos")
         try PythonReference.runScript("Datasets/metaworld/generate.py", arguments: ["--tasks", "reach-v3,push-v3", "--demos-per-task", "4",
                                                                                    "--image-size", "32", "--out", demos.path])
