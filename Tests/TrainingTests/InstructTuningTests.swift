@@ -317,12 +317,12 @@ final class InstructTuningTests: XCTestCase {
     /// The export bundle keeps the adapters and the router and reproduces the run: the same response
     /// and the same actions for the same observation and noise seed; the schema says how it thinks.
     func testExportedBundleRespondsAndActsExactlyLikeTheRun() throws {
-        let run = try temporaryFolder("s2exp")
+        let root = try temporaryFolder("s2exp"), run = root.appendingPathComponent("run")
         _ = try train(try recipe("stage2-export", steps: 3), in: run)
         let policy = try ActionPolicy(contentsOf: run)
         XCTAssertEqual(policy.stage, "instruct-tune")
         XCTAssertTrue(policy.thinksByDefault)
-        let bundle = run.deletingLastPathComponent().appendingPathComponent(run.lastPathComponent + "-bundle")
+        let bundle = root.appendingPathComponent("bundle")
         try policy.export(from: run, to: bundle)
         let exported = try ActionPolicy(contentsOf: bundle)
         XCTAssertNotNil(exported.vla.scaleHead)
