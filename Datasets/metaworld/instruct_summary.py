@@ -51,10 +51,11 @@ def reference_kinds(instruction, object_name, object_colour, place_kind, place_c
 
 
 def named_goal(records):
-    """(episodes with a response, naming the goal object, naming the goal place, every response naming both) over
-    the instruct scene's episode records: the goal's full display name ("blue soda can") occurs in the response,
-    whatever else it names."""
-    n = obj = place = steady = 0
+    """(episodes with a response, naming the goal object, naming the goal place, every response naming both, first
+    response naming both, of those the successes) over the instruct scene's episode records: the goal's full display
+    name ("blue soda can") occurs in the response, whatever else it names. The last two split a failure into the
+    language half (the response) and the action half (the arm, given a response that names the goal)."""
+    n = obj = place = steady = both = both_success = 0
     for r in records:
         if not isinstance(r.get("text"), str):
             continue
@@ -68,7 +69,10 @@ def named_goal(records):
         obj += names[0] in text
         place += names[1] in text
         steady += all(all(name in t.lower() for name in names) for t in r.get("texts") or [r["text"]])
-    return n, obj, place, steady
+        if all(name in text for name in names):
+            both += 1
+            both_success += bool(r.get("success"))
+    return n, obj, place, steady, both, both_success
 
 
 def named_by_reference(records):
@@ -89,22 +93,23 @@ def named_by_reference(records):
 
 def main(folder):
     rows = ["| instructions | success | rate | Wilson 95% CI | response names the object | … and the place "
-            "| every response names both |",
-            "|---|---|---|---|---|---|---|"]
+            "| every response names both | success where the first names both |",
+            "|---|---|---|---|---|---|---|---|"]
     by_reference = ["", "First responses naming the goal, by the kind of reference the instruction makes:", "",
                     "| instructions | reference | named |", "|---|---|---|"]
     for kind in KINDS:
         path = os.path.join(folder, kind, "results.json")
         if not os.path.exists(path):
-            rows.append(f"| {kind} | (no {path}) | | | | | |")
+            rows.append(f"| {kind} | (no {path}) | | | | | | |")
             continue
         report = json.load(open(path))
         k = sum(t["successes"] for t in report["tasks"].values())
         n = sum(t["episodes"] for t in report["tasks"].values())
         lo, hi = wilson(k, n)
         records = report["tasks"].get(TASK, {}).get("per_episode", [])
-        answered, obj, place, steady = named_goal(records)
-        said = (f"{obj}/{answered}", f"{place}/{answered}", f"{steady}/{answered}") if answered else ("(no response)", "", "")
+        answered, obj, place, steady, both, both_success = named_goal(records)
+        said = ((f"{obj}/{answered}", f"{place}/{answered}", f"{steady}/{answered}", f"{both_success}/{both}") if answered
+                else ("(no response)", "", "", ""))
         rows.append(f"| {kind} | {k}/{n} | {100 * k / max(n, 1):.1f} % | {100 * lo:.1f}–{100 * hi:.1f} % | {' | '.join(said)} |")
         if kind != "atomic":
             by_reference += [f"| {kind} | {part} by {ref} | {named}/{of} |"

@@ -296,6 +296,16 @@ def check_instruction_files(check, train_texts):
     for args, expected in examples.items():
         got = instruct_summary.reference_kinds(*args)
         check.expect(got == expected, "instruct_summary.reference_kinds", f"{args[0]!r}: {got} != {expected}")
+    # named_goal: the goal is the blue soda can on the black tray; one response names it whole, one the can alone.
+    layout = {"rand_vec": instruct_scene.Layout({0: (0.0, 0.6, 0.0), 4: (0.1, 0.7, 0.0)}, {1: (-0.1, 0.6), 2: (0.1, 0.8)},
+                                                goal_object=0, goal_target=2).to_vec().tolist()}
+    records = [{"layout": layout, "text": "Put the blue soda can on the black tray.", "success": True},
+               {"layout": layout, "text": "Put the blue soda can on the black tray.", "success": False,
+                "texts": ["Put the blue soda can on the black tray.", "Put the blue soda can on the white plate."]},
+               {"layout": layout, "text": "Put the blue soda can on the white plate.", "success": True},
+               {"layout": layout, "text": None, "success": False}]
+    got = instruct_summary.named_goal(records)
+    check.expect(got == (3, 3, 2, 1, 2, 1), "instruct_summary.named_goal", f"{got} != (3, 3, 2, 1, 2, 1)")
     return names, references
 
 
