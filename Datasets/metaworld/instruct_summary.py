@@ -50,12 +50,8 @@ def reference_kinds(instruction, object_name, object_colour, place_kind, place_c
     return obj, place
 
 
-def named_goal(records):
-    """(episodes with a response, naming the goal object, naming the goal place, every response naming both, first
-    response naming both, of those the successes) over the instruct scene's episode records: the goal's full display
-    name ("blue soda can") occurs in the response, whatever else it names. The last two split a failure into the
-    language half (the response) and the action half (the arm, given a response that names the goal)."""
-    n = obj = place = steady = both = both_success = 0
+def answered_goals(records):
+    """(record, goal object, goal target) of each instruct-scene episode record that has a response."""
     for r in records:
         if not isinstance(r.get("text"), str):
             continue
@@ -63,7 +59,17 @@ def named_goal(records):
             layout = Layout.from_vec(r["layout"]["rand_vec"])
         except ValueError as e:  # a layout stored by another generator version
             sys.exit(f"instruct_summary.py: {e}")
-        names = display_name(OBJECTS[layout.goal_object]), display_name(TARGETS[layout.goal_target])
+        yield r, OBJECTS[layout.goal_object], TARGETS[layout.goal_target]
+
+
+def named_goal(records):
+    """(episodes with a response, naming the goal object, naming the goal place, every response naming both, first
+    response naming both, of those the successes) over the instruct scene's episode records: the goal's full display
+    name ("blue soda can") occurs in the response, whatever else it names. The last two split a failure into the
+    language half (the response) and the action half (the arm, given a response that names the goal)."""
+    n = obj = place = steady = both = both_success = 0
+    for r, goal_object, goal_target in answered_goals(records):
+        names = display_name(goal_object), display_name(goal_target)
         text = r["text"].lower()
         n += 1
         obj += names[0] in text
@@ -78,11 +84,7 @@ def named_goal(records):
 def named_by_reference(records):
     """{("object", kind) or ("place", kind): [first responses naming that goal, episodes]} over instruct-scene records."""
     out = {}
-    for r in records:
-        if not isinstance(r.get("text"), str):
-            continue
-        layout = Layout.from_vec(r["layout"]["rand_vec"])
-        obj, target = OBJECTS[layout.goal_object], TARGETS[layout.goal_target]
+    for r, obj, target in answered_goals(records):
         kinds = reference_kinds(r["instruction"], obj.name, obj.colour, target.name, target.colour)
         for part, kind, entity in zip(("object", "place"), kinds, (obj, target)):
             count = out.setdefault((part, kind or "unrecognised"), [0, 0])
